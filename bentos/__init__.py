@@ -1,0 +1,1 @@
+"""BentoML services ("runners"), one per file; `service.py` at the top level composes them."""

@@ -1,0 +1,1 @@
+"""Catalogue ingestion: shop feeds and folders -> images -> embedder -> vector store."""

@@ -1,0 +1,37 @@
+"""Decoding untrusted image bytes into RGB pictures, with clear errors instead of crashes."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageError(ValueError):
+    """The bytes are not an image we accept; the message says why, for a 4xx response."""
+
+
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """Decode `data` to an upright RGB image, refusing empty, oversized or broken input."""
+    if not data:
+        raise ImageError("the image is empty")
+    if len(data) > max_bytes:
+        raise ImageError(f"the image is {len(data)} bytes; the limit is {max_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(f"the image is {width}x{height} pixels; the limit is {max_pixels} pixels")
+            image.load()
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"not a supported image: {error}") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"the image is damaged: {error}") from None
+    if min(image.size) < 1:
+        raise ImageError("the image has no pixels")
+    return ImageOps.exif_transpose(image).convert("RGB")

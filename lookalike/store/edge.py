@@ -1,0 +1,248 @@
+"""The embedded backend: Qdrant Edge (`qdrant-edge-py`, beta), the Qdrant engine in this process.
+
+The store is a folder (WAL + segments + `edge_config.json`); it is created on first open and loaded
+afterwards. Only one `EdgeStore` may have a folder open at a time, across processes too: a second
+open raises `StoreBusyError`. So index while the API service is stopped, or use a Qdrant server.
+
+Measured with qdrant-edge-py 0.9.0:
+- Calls are thread-safe (concurrent search, upsert and optimize from several threads gave no errors),
+  but each call holds the GIL until it returns: threads do not search in parallel, and `optimize()`
+  freezes every other Python thread of the process (tens of seconds at 100K points). Never call it
+  in the serving process while it serves.
+- HNSW and the binary-quantised vectors are built only by `optimize()`, and only for segments above
+  Qdrant's indexing threshold (about 10 MB of vectors per segment, ~20K points of this schema);
+  smaller stores stay exact brute force, which is fast at that size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qdrant_edge import (
+    BinaryQuantizationConfig,
+    CountRequest,
+    Distance,
+    EdgeConfig,
+    EdgeOptimizersConfig,
+    EdgeShard,
+    EdgeVectorParams,
+    FieldCondition,
+    Filter,
+    HnswIndexConfig,
+    MatchValue,
+    PayloadSchemaType,
+    Point,
+    QuantizationSearchParams,
+    Query,
+    QueryBatchRequest,
+    QueryRequest,
+    SearchParams,
+    UpdateOperation,
+)
+
+from lookalike.catalog import Offer
+from lookalike.store import (
+    DIM,
+    FULL_SCAN_THRESHOLD_KB,
+    HNSW_EF_CONSTRUCT,
+    HNSW_M,
+    PAYLOAD_INDEXES,
+    VECTORS,
+    Hit,
+    SchemaMismatchError,
+    StoreBusyError,
+    VectorName,
+    _match_conditions,
+    _payload,
+    _Store,
+    _validate_settings,
+    point_id,
+)
+
+if TYPE_CHECKING:
+    from lookalike.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_INDEX_TYPES = {"keyword": PayloadSchemaType.Keyword, "integer": PayloadSchemaType.Integer}
+_CONFIG_FILE = "edge_config.json"
+
+
+class EdgeStore(_Store):
+    """Offers in a Qdrant Edge shard at `path`.
+
+    `indexing_threshold_kb` (used only when the store is created) lowers Qdrant's threshold for
+    building HNSW, so tests can exercise the indexed, quantised path with a few hundred points.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        dim: int = DIM,
+        hnsw_ef: int = 256,
+        oversampling: float = 8.0,
+        rescore: bool = True,
+        upsert_batch_size: int = 1000,
+        indexing_threshold_kb: int | None = None,
+    ) -> None:
+        _validate_settings(hnsw_ef, oversampling)
+        self.path = Path(path)
+        self.dim = dim
+        self.upsert_batch_size = upsert_batch_size
+        self._params = SearchParams(
+            hnsw_ef=hnsw_ef, quantization=QuantizationSearchParams(rescore=rescore, oversampling=oversampling)
+        )
+        self._exact_params = SearchParams(exact=True, quantization=QuantizationSearchParams(ignore=True))
+        vectors = {name: EdgeVectorParams(size=dim, distance=Distance.Cosine) for name in VECTORS}
+        if (self.path / _CONFIG_FILE).exists():
+            # Only the vectors are given: Edge checks them against the segments and keeps every other
+            # setting (HNSW, quantisation) as persisted, so opening never rewrites the store's config.
+            self._shard = self._open(lambda: EdgeShard.load(str(self.path), EdgeConfig(vectors=vectors)))
+            action = "opened"
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            config = EdgeConfig(
+                vectors=vectors,
+                hnsw_config=HnswIndexConfig(
+                    m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+                ),
+                quantization_config=BinaryQuantizationConfig(always_ram=True),
+                optimizers=EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb)
+                if indexing_threshold_kb is not None
+                else None,
+            )
+            self._shard = self._open(lambda: EdgeShard.create(str(self.path), config))
+            action = "created"
+        self._ensure_payload_indexes()
+        log.info("%s Qdrant Edge store at %s (%d points)", action, self.path, self.count())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EdgeStore:
+        return cls(settings.store_path, hnsw_ef=settings.hnsw_ef, oversampling=settings.oversampling)
+
+    def _open(self, opener) -> EdgeShard:
+        try:
+            return opener()
+        except Exception as error:  # qdrant-edge raises bare Exception with the engine's message
+            message = str(error)
+            if "incompatible" in message:
+                raise SchemaMismatchError(
+                    f"the Qdrant Edge store at {self.path} does not hold the vectors this code expects "
+                    f"({', '.join(VECTORS)}: {self.dim}-d cosine): {message}. Nothing was changed; point "
+                    "store_path at another folder, or delete this one to rebuild the index there."
+                ) from error
+            if "WouldBlock" in message:
+                raise StoreBusyError(
+                    f"the Qdrant Edge store at {self.path} is open elsewhere (another process, or another "
+                    "EdgeStore in this one); Qdrant Edge allows one at a time"
+                ) from error
+            raise
+
+    def _ensure_payload_indexes(self) -> None:
+        existing = self._live().info().payload_schema
+        for field, kind in PAYLOAD_INDEXES.items():
+            if field not in existing:
+                self._shard.update(UpdateOperation.create_field_index(field, _INDEX_TYPES[kind]))
+
+    def _live(self) -> EdgeShard:
+        if self._shard is None:
+            raise RuntimeError(f"the store at {self.path} is closed")
+        return self._shard
+
+    def upsert(self, offers: Sequence[Offer], shape: np.ndarray, color: np.ndarray) -> None:
+        shape, color = self._vectors(offers, shape, color)
+        shard = self._live()
+        for start in range(0, len(offers), self.upsert_batch_size):
+            stop = start + self.upsert_batch_size
+            points = [
+                Point(point_id(offer.shop, offer.offer_id), {"shape": s, "color": c}, _payload(offer))
+                for offer, s, c in zip(offers[start:stop], shape[start:stop], color[start:stop])
+            ]
+            shard.update(UpdateOperation.upsert_points(points))
+
+    def optimize(self) -> None:
+        """Build HNSW and the quantised vectors for what was upserted; blocks, and holds the GIL throughout."""
+        shard = self._live()
+        changed = shard.optimize()
+        info = shard.info()
+        log.info(
+            "optimized %s: %s; %d points, %d indexed vectors, %d segments",
+            self.path,
+            "rebuilt" if changed else "already optimal",
+            info.points_count,
+            info.indexed_vectors_count,
+            info.segments_count,
+        )
+
+    def search(
+        self,
+        vector: np.ndarray,
+        *,
+        using: VectorName = "shape",
+        top_k: int = 10,
+        category_id: int | None = None,
+        shop: str | None = None,
+        gender: str | None = None,
+        color: str | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        query = self._query(vector, using, top_k)[0]
+        request = self._request(query, using, top_k, _match_conditions(category_id, shop, gender, color), exact)
+        return [_hit(point) for point in self._live().query(request)]
+
+    def search_batch(
+        self,
+        vectors: np.ndarray,
+        *,
+        using: VectorName = "shape",
+        top_k: int = 10,
+        category_id: int | None = None,
+        shop: str | None = None,
+        gender: str | None = None,
+        color: str | None = None,
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        queries = self._queries(vectors, using, top_k)
+        if not len(queries):
+            return []
+        conditions = _match_conditions(category_id, shop, gender, color)
+        requests = [self._request(query, using, top_k, conditions, exact) for query in queries]
+        return [[_hit(point) for point in points] for points in self._live().query_batch(QueryBatchRequest(requests))]
+
+    def _request(
+        self, query: np.ndarray, using: str, top_k: int, conditions: list[tuple[str, int | str]], exact: bool
+    ) -> QueryRequest:
+        return QueryRequest(
+            limit=top_k,
+            query=Query.Nearest(query, using=using),
+            filter=Filter(must=[FieldCondition(key=key, match=MatchValue(value)) for key, value in conditions])
+            if conditions
+            else None,
+            params=self._exact_params if exact else self._params,
+            with_payload=True,
+            with_vector=False,
+        )
+
+    def count(self) -> int:
+        return self._live().count(CountRequest(exact=True))
+
+    def clear(self) -> None:
+        """Delete every point (the folder, schema and indexes stay). Says how many first."""
+        shard = self._live()
+        log.warning("deleting all %d points of the Qdrant Edge store at %s", self.count(), self.path)
+        shard.update(UpdateOperation.delete_points_by_filter(Filter()))
+
+    def close(self) -> None:
+        """Flush and release the folder; safe to call twice."""
+        if self._shard is not None:
+            shard, self._shard = self._shard, None
+            shard.close()
+
+
+def _hit(point) -> Hit:
+    return Hit(id=str(point.id), score=float(point.score), offer=Offer.model_validate(point.payload))

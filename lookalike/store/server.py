@@ -1,0 +1,245 @@
+"""The server backend: a Qdrant server or cluster through qdrant-client (`settings.qdrant_url`).
+
+The collection is created when missing and checked when present; it is never dropped or recreated
+as a side effect. The server builds HNSW and the quantised vectors in the background, so
+`optimize()` only waits for the collection to turn green.
+
+qdrant-client's local mode (`QdrantClient(":memory:")` or `path=`) runs this same code in tests; it
+searches by brute force and ignores quantisation, search parameters and payload indexes (it warns).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from lookalike.catalog import Offer
+from lookalike.store import (
+    DIM,
+    FULL_SCAN_THRESHOLD_KB,
+    HNSW_EF_CONSTRUCT,
+    HNSW_M,
+    PAYLOAD_INDEXES,
+    VECTORS,
+    Hit,
+    SchemaMismatchError,
+    VectorName,
+    _match_conditions,
+    _payload,
+    _Store,
+    _validate_settings,
+    point_id,
+)
+
+if TYPE_CHECKING:
+    from lookalike.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_INDEX_TYPES = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.PayloadSchemaType.INTEGER}
+
+
+class ServerStore(_Store):
+    """Offers in the collection `collection` of the Qdrant that `client` talks to. Closes `client` on close."""
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str = "offers",
+        *,
+        dim: int = DIM,
+        hnsw_ef: int = 256,
+        oversampling: float = 8.0,
+        rescore: bool = True,
+        upsert_batch_size: int = 256,
+        max_retries: int = 3,
+        optimize_timeout_s: float = 3600.0,
+        poll_interval_s: float = 1.0,
+    ) -> None:
+        _validate_settings(hnsw_ef, oversampling)
+        self.client = client
+        self.collection = collection
+        self.dim = dim
+        self.upsert_batch_size = upsert_batch_size
+        self.max_retries = max_retries
+        self.optimize_timeout_s = optimize_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self._params = models.SearchParams(
+            hnsw_ef=hnsw_ef, quantization=models.QuantizationSearchParams(rescore=rescore, oversampling=oversampling)
+        )
+        self._exact_params = models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
+        self._closed = False
+        self._ensure_collection()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServerStore:
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        client = QdrantClient(url=settings.qdrant_url, api_key=api_key)
+        return cls(client, settings.collection, hnsw_ef=settings.hnsw_ef, oversampling=settings.oversampling)
+
+    def _ensure_collection(self) -> None:
+        if self.client.collection_exists(self.collection):
+            info = self.client.get_collection(self.collection)
+            self._check_vectors(info.config.params.vectors)
+            indexed = set(info.payload_schema)
+            action = "opened"
+        else:
+            self.client.create_collection(
+                self.collection,
+                vectors_config={
+                    name: models.VectorParams(size=self.dim, distance=models.Distance.COSINE) for name in VECTORS
+                },
+                hnsw_config=models.HnswConfigDiff(
+                    m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+                ),
+                quantization_config=models.BinaryQuantization(
+                    binary=models.BinaryQuantizationConfig(always_ram=True)
+                ),
+            )
+            indexed = set()
+            action = "created"
+        for field, kind in PAYLOAD_INDEXES.items():
+            if field not in indexed:
+                self.client.create_payload_index(self.collection, field, _INDEX_TYPES[kind], wait=True)
+        log.info("%s Qdrant collection %r (%d points)", action, self.collection, self.count())
+
+    def _check_vectors(self, vectors) -> None:
+        expected = {name: (self.dim, models.Distance.COSINE) for name in VECTORS}
+        found = (
+            {name: (params.size, params.distance) for name, params in vectors.items()}
+            if isinstance(vectors, dict)
+            else {"": (vectors.size, vectors.distance)}  # one unnamed vector
+        )
+        if found != expected:
+            raise SchemaMismatchError(
+                f"the Qdrant collection {self.collection!r} has vectors {_describe(found)}, but this code expects "
+                f"{_describe(expected)}. Nothing was changed; use another collection name, or delete this "
+                "collection explicitly (ServerStore.delete_collection) and index again."
+            )
+
+    def _live(self) -> QdrantClient:
+        if self._closed:
+            raise RuntimeError(f"the store for collection {self.collection!r} is closed")
+        return self.client
+
+    def upsert(self, offers: Sequence[Offer], shape: np.ndarray, color: np.ndarray) -> None:
+        shape, color = self._vectors(offers, shape, color)
+        points = (
+            models.PointStruct(
+                id=point_id(offer.shop, offer.offer_id),
+                vector={"shape": s.tolist(), "color": c.tolist()},
+                payload=_payload(offer),
+            )
+            for offer, s, c in zip(offers, shape, color)
+        )
+        self._live().upload_points(
+            self.collection, points, batch_size=self.upsert_batch_size, max_retries=self.max_retries, wait=True
+        )
+
+    def optimize(self) -> None:
+        """Wait until the server has finished indexing (collection status green)."""
+        deadline = time.monotonic() + self.optimize_timeout_s
+        while (status := self._live().get_collection(self.collection).status) != models.CollectionStatus.GREEN:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"collection {self.collection!r} still {status} after {self.optimize_timeout_s} s of indexing"
+                )
+            time.sleep(self.poll_interval_s)
+
+    def search(
+        self,
+        vector: np.ndarray,
+        *,
+        using: VectorName = "shape",
+        top_k: int = 10,
+        category_id: int | None = None,
+        shop: str | None = None,
+        gender: str | None = None,
+        color: str | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        query = self._query(vector, using, top_k)[0]
+        response = self._live().query_points(
+            self.collection,
+            query=query.tolist(),
+            using=using,
+            limit=top_k,
+            query_filter=_filter(_match_conditions(category_id, shop, gender, color)),
+            search_params=self._exact_params if exact else self._params,
+            with_payload=True,
+            with_vectors=False,
+        )
+        return [_hit(point) for point in response.points]
+
+    def search_batch(
+        self,
+        vectors: np.ndarray,
+        *,
+        using: VectorName = "shape",
+        top_k: int = 10,
+        category_id: int | None = None,
+        shop: str | None = None,
+        gender: str | None = None,
+        color: str | None = None,
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        queries = self._queries(vectors, using, top_k)
+        if not len(queries):
+            return []
+        query_filter = _filter(_match_conditions(category_id, shop, gender, color))
+        requests = [
+            models.QueryRequest(
+                query=query.tolist(),
+                using=using,
+                limit=top_k,
+                filter=query_filter,
+                params=self._exact_params if exact else self._params,
+                with_payload=True,
+                with_vector=False,
+            )
+            for query in queries
+        ]
+        responses = self._live().query_batch_points(self.collection, requests)
+        return [[_hit(point) for point in response.points] for response in responses]
+
+    def count(self) -> int:
+        return self._live().count(self.collection, exact=True).count
+
+    def clear(self) -> None:
+        """Delete every point; the collection, its schema and indexes stay. Says how many first."""
+        client = self._live()
+        log.warning("deleting all %d points of Qdrant collection %r", self.count(), self.collection)
+        client.delete(self.collection, points_selector=models.FilterSelector(filter=models.Filter()), wait=True)
+
+    def delete_collection(self) -> None:
+        """Drop the collection with its schema; the store is closed afterwards. Says what first."""
+        client = self._live()
+        log.warning("deleting Qdrant collection %r with its %d points", self.collection, self.count())
+        client.delete_collection(self.collection)
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.client.close()
+
+
+def _filter(conditions: list[tuple[str, int | str]]) -> models.Filter | None:
+    if not conditions:
+        return None
+    return models.Filter(
+        must=[models.FieldCondition(key=key, match=models.MatchValue(value=value)) for key, value in conditions]
+    )
+
+
+def _hit(point: models.ScoredPoint) -> Hit:
+    return Hit(id=str(point.id), score=float(point.score), offer=Offer.model_validate(point.payload))
+
+
+def _describe(vectors: dict[str, tuple[int, models.Distance]]) -> str:
+    return ", ".join(f"{name or '<unnamed>'}: {size}-d {distance.value}" for name, (size, distance) in vectors.items())

@@ -1,0 +1,156 @@
+"""End to end with real parts: export -> index a generated catalogue -> `bentoml serve` -> HTTP."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.synthetic import write_catalogue
+from tests.conftest import ROOT, free_port, run_python
+
+pytestmark = pytest.mark.slow
+MAX_UPLOAD_BYTES = 300_000
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("catalogue")
+    write_catalogue(root, per_class=4, seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(model_env, catalogue, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("service")
+    env = {
+        **model_env,
+        "LOOKALIKE_STORE_PATH": str(workdir / "store"),
+        "LOOKALIKE_CATALOG_IMAGES_DIR": str(catalogue),
+        "LOOKALIKE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+    }
+    run_python(["-m", "indexer", "folder", str(catalogue), "--shop", "test-shop"], env)
+    port = free_port()
+    log_path = workdir / "serve.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "bentoml"), "serve", "service:Lookalike", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, process, log_path)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"bentoml serve exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"bentoml serve was not ready within {timeout} s:\n{log_path.read_text()[-4000:]}")
+
+
+def search(url: str, image: bytes, **fields) -> httpx.Response:
+    data = {key: str(value) for key, value in fields.items()}
+    return httpx.post(f"{url}/search", files={"image": ("photo.jpg", image, "image/jpeg")}, data=data, timeout=60)
+
+
+@pytest.mark.parametrize("category", ["dress", "pants", "shoes", "t-shirt"])
+def test_exact_catalogue_item_comes_back_first(server, catalogue, category):
+    image_path = catalogue / category / f"{category}-0002.jpg"
+    response = search(server, image_path.read_bytes(), top_k=5)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["items"]) == 1 and body["took_ms"] > 0
+    products = body["items"][0]["products"]
+    assert len(products) == 5
+    best = products[0]
+    assert best["offer_id"] == f"{category}/{category}-0002" and best["shop"] == "test-shop"
+    assert best["score"] > 0.99
+    assert [p["score"] for p in products] == sorted((p["score"] for p in products), reverse=True)
+    assert best["image_url"] == f"/ui/catalog/{category}/{category}-0002.jpg"
+
+
+def test_category_filter_rolls_up_to_broad_categories(server, catalogue):
+    image = (catalogue / "skirt" / "skirt-0001.jpg").read_bytes()
+    response = search(server, image, top_k=10, category="dress")
+    assert response.status_code == 200, response.text
+    products = response.json()["items"][0]["products"]
+    assert products and all(p["category"] == "dress" for p in products)
+    assert len(products) == 4  # the catalogue's dresses, no more
+
+
+def test_color_vector_search(server, catalogue):
+    image = (catalogue / "hat" / "hat-0003.jpg").read_bytes()
+    response = search(server, image, top_k=3, using="color")
+    assert response.status_code == 200, response.text
+    assert response.json()["items"][0]["products"][0]["offer_id"] == "hat/hat-0003"
+
+
+@pytest.mark.parametrize(
+    "image, fields, status, message",
+    [
+        (b"this is not an image", {}, 400, "not a supported image"),
+        (b"", {}, 400, ""),
+        (None, {"top_k": 0}, 400, "top_k"),
+        (None, {"top_k": 1000}, 400, "top_k"),
+        (None, {"category": "no-such-category"}, 400, "unknown category"),
+        (None, {"using": "texture"}, 400, ""),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx(server, catalogue, image, fields, status, message):
+    if image is None:
+        image = (catalogue / "dress" / "dress-0000.jpg").read_bytes()
+    response = search(server, image, **fields)
+    assert response.status_code == status, response.text
+    assert message in response.text
+
+
+def test_missing_image_field_is_a_4xx(server):
+    response = httpx.post(f"{server}/search", data={"top_k": "3"}, timeout=30)
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_oversized_upload_is_refused_with_413(server):
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    noise.save(buffer, "PNG")
+    assert len(buffer.getvalue()) > MAX_UPLOAD_BYTES
+    response = search(server, buffer.getvalue())
+    assert response.status_code == 413, response.text
+
+
+def test_service_still_answers_after_bad_input(server, catalogue):
+    search(server, b"\x89PNG\r\n\x1a\n broken")
+    image = (catalogue / "shorts" / "shorts-0000.jpg").read_bytes()
+    response = search(server, image, top_k=1)
+    assert response.status_code == 200
+    assert response.json()["items"][0]["products"][0]["offer_id"] == "shorts/shorts-0000"
+
+
+def test_page_and_catalogue_images_are_served(server):
+    page = httpx.get(f"{server}/ui/", timeout=10)
+    assert page.status_code == 200 and "<title>Lookalike" in page.text
+    assert '<form id="search"' in page.text
+    image = httpx.get(f"{server}/ui/catalog/dress/dress-0000.jpg", timeout=10)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"

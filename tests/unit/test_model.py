@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training extras (torch) are not installed")
+
+from training.backbone import STAGE_DEPTHS, efficientnet_lite0, pretrained_weights_path, rename_keys  # noqa: E402
+from training.model import EmbedderConfig, build_embedder  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return build_embedder(EmbedderConfig())
+
+
+def test_pretrained_weights_cover_every_block_and_classify():
+    renamed = rename_keys(torch.load(pretrained_weights_path(), weights_only=True))
+    assert sum(key.endswith("conv_dw.weight") for key in renamed) == sum(STAGE_DEPTHS)
+    model = efficientnet_lite0()  # loads strictly: a missing or extra key raises
+    assert model.classifier.out_features == 1000
+
+
+def test_heads_give_two_unit_vectors_per_image(embedder):
+    images = torch.rand(3, 3, 224, 224)
+    with torch.no_grad():
+        shape, color = embedder(images)
+    assert shape.shape == (3, 128) and color.shape == (3, 128)
+    assert torch.allclose(shape.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(color.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_provisional_heads_are_reproducible():
+    first, second = build_embedder(EmbedderConfig(seed=7)), build_embedder(EmbedderConfig(seed=7))
+    assert torch.equal(first.shape_head.weight, second.shape_head.weight)
+    other = build_embedder(EmbedderConfig(seed=8))
+    assert not torch.equal(first.shape_head.weight, other.shape_head.weight)
+
+
+def test_provisional_projection_is_orthonormal(embedder):
+    weight = embedder.shape_head.weight
+    assert torch.allclose(weight @ weight.T, torch.eye(128), atol=1e-5)
+
+
+def test_centred_features_give_balanced_bits(embedder):
+    # Centring on the expected activation makes sign codes carry information: about half the
+    # bits are set, instead of nearly all of them being 1 as for raw non-negative features.
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(16, 3, 224, 224, generator=generator)
+    with torch.no_grad():
+        shape, _ = embedder(images)
+    assert 0.3 < (shape > 0).float().mean().item() < 0.7

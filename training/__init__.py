@@ -1,0 +1,1 @@
+"""Training, evaluation and export of Lookalike's models (torch; never imported by serving)."""

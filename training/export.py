@@ -1,0 +1,151 @@
+"""Export an embedder to ONNX, check parity with torch, and save it into the BentoML model store.
+
+    python -m training.export --provisional            # issue 2's untrained projection heads
+    python -m training.export --onnx-only out.onnx     # write the file, skip the model store
+
+The graph takes uint8 pixels (batch, h, w, 3) — what `lookalike.preprocess.EvalPreset` yields —
+and returns L2-normalised `shape` and `color` vectors; the batch axis is dynamic and named `batch`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from lookalike.engines import EMBEDDER_FILE, OnnxEmbedder
+from lookalike.preprocess import EvalPreset
+from training.model import EmbedderConfig, build_embedder
+
+log = logging.getLogger(__name__)
+PARITY_TOLERANCE = 1e-4
+OUTPUT_NAMES = ["shape", "color"]
+
+
+class PixelEmbedder(nn.Module):
+    """uint8 NHWC pixels -> the embedder's [0, 1] NCHW input; keeps the cast inside the graph."""
+
+    def __init__(self, embedder: nn.Module):
+        super().__init__()
+        self.embedder = embedder
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        return self.embedder(images)
+
+
+def export_onnx(embedder: nn.Module, path: Path, crop_size: int) -> Path:
+    """Write a self-contained .onnx file (weights inside, no .onnx.data)."""
+    wrapper = PixelEmbedder(embedder).eval()
+    example = torch.randint(0, 256, (2, crop_size, crop_size, 3), dtype=torch.uint8)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.onnx.export(
+        wrapper,
+        (example,),
+        dynamo=True,
+        opset_version=18,
+        input_names=["pixels"],
+        output_names=OUTPUT_NAMES,
+        dynamic_shapes={"pixels": {0: batch}},
+    )
+    program.optimize()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(program.model_proto, path)
+    return path
+
+
+@torch.no_grad()
+def max_parity_error(embedder: nn.Module, onnx_path: Path, crop_size: int, batch_size: int = 3) -> float:
+    """Max absolute difference between torch and ONNX Runtime outputs on random pixels."""
+    pixels = np.random.default_rng(0).integers(0, 256, (batch_size, crop_size, crop_size, 3), dtype=np.uint8)
+    expected = PixelEmbedder(embedder).eval()(torch.from_numpy(pixels))
+    got = OnnxEmbedder(onnx_path)(pixels)
+    return max(float(np.abs(got[name] - e.numpy()).max()) for name, e in zip(OUTPUT_NAMES, expected))
+
+
+def versions() -> dict[str, str]:
+    import onnxruntime
+    import timm
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def save_to_model_store(name: str, onnx_path: Path, metadata: dict, labels: dict[str, str]):
+    """The one writer to the BentoML model store."""
+    import shutil
+
+    import bentoml
+
+    with bentoml.models.create(name, labels=labels, metadata=metadata) as model:
+        shutil.copyfile(onnx_path, Path(model.path) / EMBEDDER_FILE)
+    log.info("saved %s", model.tag)
+    return model
+
+
+def export_embedder(
+    embedder: nn.Module,
+    config: EmbedderConfig,
+    preset: EvalPreset,
+    *,
+    name: str,
+    metrics: dict | None = None,
+    data_fingerprint: str | None = None,
+    onnx_path: Path | None = None,
+):
+    """Export, check parity, and save to the model store (or only to `onnx_path` when given)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(embedder, onnx_path or Path(tmp) / EMBEDDER_FILE, preset.crop_size)
+        error = max_parity_error(embedder, path, preset.crop_size)
+        log.info("parity: max abs difference torch vs ONNX Runtime = %.2e", error)
+        if error > PARITY_TOLERANCE:
+            raise RuntimeError(f"ONNX parity failed: max abs difference {error:.2e} > {PARITY_TOLERANCE}")
+        if onnx_path is not None:
+            return path
+        metadata = {
+            "preprocess": preset.to_dict(),
+            "input": {"name": "pixels", "dtype": "uint8", "layout": "NHWC"},
+            "dims": {"shape": config.embed_dim, "color": config.embed_dim},
+            "config": config.to_dict(),
+            "metrics": metrics or {},
+            "data_fingerprint": data_fingerprint or "none: no training data (provisional heads)",
+            "parity_max_abs_diff": error,
+            "versions": versions(),
+        }
+        # The model store takes plain types only: lists, not tuples.
+        return save_to_model_store(name, path, json.loads(json.dumps(metadata)), labels={"heads": config.heads})
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--provisional", action="store_true", help="export the untrained provisional heads")
+    parser.add_argument("--name", default="lookalike-embedder", help="model store name")
+    parser.add_argument("--onnx-only", type=Path, help="write the .onnx here and skip the model store")
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
+    if not args.provisional:
+        raise SystemExit("only --provisional is available until training lands (issue 3)")
+    torch.manual_seed(0)
+    config = EmbedderConfig(heads="provisional")
+    preset = EvalPreset(mean=config.mean, std=config.std)
+    export_embedder(build_embedder(config), config, preset, name=args.name, onnx_path=args.onnx_only)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main(get_args_parser().parse_args())
