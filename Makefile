@@ -16,7 +16,7 @@ EMBEDDER := $(VAR)/.embedder-provisional
 CATALOG := $(VAR)/.demo-catalog
 
 .DEFAULT_GOAL := help
-.PHONY: help install model demo-catalog demo serve test test-fast bench loadtest clean
+.PHONY: help install browser model demo-catalog demo test test-fast bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -52,11 +52,17 @@ $(CATALOG): $(EMBEDDER)
 
 demo-catalog: $(CATALOG)  ## index the demo catalogue into the embedded store
 
-demo: $(CATALOG)  ## install, build, index and serve the API and page on http://127.0.0.1:$(PORT)
+demo: $(CATALOG)  ## install, build, index and serve the API and page on http://127.0.0.1:3000 (PORT=...)
 	set -a && source $(VAR)/demo.env && set +a && \
 	  LOOKALIKE_CATALOG_IMAGES_DIR="$$LOOKALIKE_CLOTHING_DIR/train" $(BIN)/bentoml serve --host 127.0.0.1 --port $(PORT)
 
-test: $(INSTALLED)  ## run the whole test suite (pytest's "no tests ran" counts as success)
+# The page test drives Debian's Chromium; without it (not root, no apt) that test skips and says why.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "no Chromium: the browser test will skip"
+
+test: $(INSTALLED) browser  ## run the whole test suite (pytest's "no tests ran" counts as success)
 	$(BIN)/python -m pytest; status=$$?; if [ $$status -eq 5 ]; then exit 0; else exit $$status; fi
 
 test-fast: $(INSTALLED)  ## run the tests not marked slow

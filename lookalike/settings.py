@@ -22,7 +22,6 @@ class Settings(BaseSettings):
 
     # Models.
     embedder_model: str = Field("lookalike-embedder:latest", description="BentoML model tag of the embedder.")
-    bentoml_home: Path | None = Field(None, description="BentoML model store; BentoML's default (~/bentoml) when unset.")
 
     # Data.
     clothing_dir: Path = Field(Path("../shared/data/clothing"), description="Real photos (folder per class) for the demo, training and benchmarks.")

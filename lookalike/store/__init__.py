@@ -12,8 +12,12 @@ original vectors (oversampling and `hnsw_ef` from the settings), HNSW m=16, ef_c
 payload = `Offer.model_dump()`, with indexes on the filtered fields. A point's id is derived from
 (shop, offer_id), so indexing an offer again overwrites it.
 
+Searches without a filter go through HNSW over the binary codes and rescore the candidates with the
+original vectors. Searches with a filter score the original vectors (see `EdgeStore` for why);
+`exact=True` scores every matching point's original vector.
+
 Bulk loading: `upsert` in batches, then call `optimize()` once. Qdrant Edge builds its HNSW graph
-and the quantised vectors only in `optimize()`; until then new points are searched by brute force.
+only in `optimize()`; until then new points are searched by brute force over their binary codes.
 """
 
 from __future__ import annotations

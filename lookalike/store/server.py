@@ -45,7 +45,10 @@ _INDEX_TYPES = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.P
 
 
 class ServerStore(_Store):
-    """Offers in the collection `collection` of the Qdrant that `client` talks to. Closes `client` on close."""
+    """Offers in the collection `collection` of the Qdrant that `client` talks to. Closes `client` on close.
+
+    Like `EdgeStore`, filtered searches score original vectors unless `quantize_filtered` (see there).
+    """
 
     def __init__(
         self,
@@ -56,6 +59,7 @@ class ServerStore(_Store):
         hnsw_ef: int = 256,
         oversampling: float = 8.0,
         rescore: bool = True,
+        quantize_filtered: bool = False,
         upsert_batch_size: int = 256,
         max_retries: int = 3,
         optimize_timeout_s: float = 3600.0,
@@ -71,6 +75,11 @@ class ServerStore(_Store):
         self.poll_interval_s = poll_interval_s
         self._params = models.SearchParams(
             hnsw_ef=hnsw_ef, quantization=models.QuantizationSearchParams(rescore=rescore, oversampling=oversampling)
+        )
+        self._filtered_params = (
+            self._params
+            if quantize_filtered
+            else models.SearchParams(hnsw_ef=hnsw_ef, quantization=models.QuantizationSearchParams(ignore=True))
         )
         self._exact_params = models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
         self._closed = False
@@ -97,9 +106,7 @@ class ServerStore(_Store):
                 hnsw_config=models.HnswConfigDiff(
                     m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
                 ),
-                quantization_config=models.BinaryQuantization(
-                    binary=models.BinaryQuantizationConfig(always_ram=True)
-                ),
+                quantization_config=models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True)),
             )
             indexed = set()
             action = "created"
@@ -135,7 +142,7 @@ class ServerStore(_Store):
                 vector={"shape": s.tolist(), "color": c.tolist()},
                 payload=_payload(offer),
             )
-            for offer, s, c in zip(offers, shape, color)
+            for offer, s, c in zip(offers, shape, color, strict=True)
         )
         self._live().upload_points(
             self.collection, points, batch_size=self.upsert_batch_size, max_retries=self.max_retries, wait=True
@@ -164,13 +171,14 @@ class ServerStore(_Store):
         exact: bool = False,
     ) -> list[Hit]:
         query = self._query(vector, using, top_k)[0]
+        query_filter = _filter(_match_conditions(category_id, shop, gender, color))
         response = self._live().query_points(
             self.collection,
             query=query.tolist(),
             using=using,
             limit=top_k,
-            query_filter=_filter(_match_conditions(category_id, shop, gender, color)),
-            search_params=self._exact_params if exact else self._params,
+            query_filter=query_filter,
+            search_params=self._search_params(exact, query_filter),
             with_payload=True,
             with_vectors=False,
         )
@@ -198,7 +206,7 @@ class ServerStore(_Store):
                 using=using,
                 limit=top_k,
                 filter=query_filter,
-                params=self._exact_params if exact else self._params,
+                params=self._search_params(exact, query_filter),
                 with_payload=True,
                 with_vector=False,
             )
@@ -206,6 +214,9 @@ class ServerStore(_Store):
         ]
         responses = self._live().query_batch_points(self.collection, requests)
         return [[_hit(point) for point in response.points] for response in responses]
+
+    def _search_params(self, exact: bool, query_filter: models.Filter | None) -> models.SearchParams:
+        return self._exact_params if exact else self._filtered_params if query_filter else self._params
 
     def count(self) -> int:
         return self._live().count(self.collection, exact=True).count

@@ -1,0 +1,277 @@
+"""Benchmark the embedded vector store (Qdrant Edge): indexing speed, latency and recall.
+
+    python -m loadtests.bench_store --points 100000 --out bench_store.md
+    python -m loadtests.bench_store --points 2000          # quick check, a few seconds
+
+The data imitates embeddings rather than uniform noise: `--clusters` Gaussian clusters (default one
+per 50 points, so 2,000 at 100K) around random unit centres, with an intra-cluster cosine of about
+0.64; the colour vectors come from 256 clusters of their own. Categories are a 10 x 10 tree
+assigned independently of the clusters, so the category filter (a top-level category, ~10% of the
+points) keeps neighbours from many clusters: the harder case for a filtered search.
+
+Queries are catalogue vectors with noise added (cosine ~0.95 to their source). Recall@k compares
+each search with the true top-k by brute-force cosine in numpy over the original float vectors.
+Search settings (hnsw_ef, oversampling) come from the settings (LOOKALIKE_*) unless given here.
+The store is written to a fresh temporary folder, deleted afterwards unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from lookalike.catalog import Offer
+from lookalike.settings import get_settings
+from lookalike.store import point_id
+from lookalike.store.edge import EdgeStore
+
+log = logging.getLogger("bench_store")
+
+TOP_CATEGORIES = 10
+LEAVES_PER_TOP = 10
+COLOUR_CLUSTERS = 256
+CLUSTER_SPREAD = 0.75  # noise norm relative to the unit centre: intra-cluster cosine ~ 1 / (1 + 0.75^2)
+QUERY_NOISE = 0.33  # noise norm relative to a catalogue vector: cosine to the source ~ 0.95
+WARMUP_QUERIES = 20
+
+
+@dataclass
+class Dataset:
+    offers: list[Offer]
+    shape: np.ndarray
+    color: np.ndarray
+    ids: np.ndarray  # point id of each row
+    top_category: np.ndarray
+    queries: np.ndarray
+
+
+def clustered(rng: np.random.Generator, n: int, dim: int, clusters: int, spread: float) -> np.ndarray:
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    noise = rng.standard_normal((n, dim)).astype(np.float32) * (spread / np.sqrt(dim))
+    return centres[rng.integers(0, clusters, n)] + noise
+
+
+def make_dataset(points: int, dim: int, clusters: int, queries: int, seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    shape = clustered(rng, points, dim, clusters, CLUSTER_SPREAD)
+    color = clustered(rng, points, dim, COLOUR_CLUSTERS, CLUSTER_SPREAD)
+    top = rng.integers(0, TOP_CATEGORIES, points)
+    leaf = top * LEAVES_PER_TOP + rng.integers(0, LEAVES_PER_TOP, points)
+    offers = [
+        Offer(
+            shop=f"shop-{i % 7}",
+            offer_id=f"{i}",
+            title=f"offer {i}",
+            url=f"https://shop.example/{i}",
+            image_url=f"https://img.example/{i}.jpg",
+            price=float(i % 500),
+            currency="EUR",
+            category_id=1000 + int(leaf[i]),
+            category_ids=[1000 + int(leaf[i]), 1 + int(top[i])],
+            gender=("women", "men", "unisex")[i % 3],
+        )
+        for i in range(points)
+    ]
+    ids = np.array([point_id(offer.shop, offer.offer_id) for offer in offers])
+    sources = rng.integers(0, points, queries)
+    unit = shape[sources] / np.linalg.norm(shape[sources], axis=1, keepdims=True)
+    noisy = unit + rng.standard_normal((queries, dim)).astype(np.float32) * (QUERY_NOISE / np.sqrt(dim))
+    return Dataset(offers, shape, color, ids, top + 1, noisy.astype(np.float32))
+
+
+def true_top_k(data: Dataset, k: int, mask: np.ndarray | None) -> list[set[str]]:
+    """The ids of the k nearest catalogue vectors of each query by cosine, optionally among `mask` only."""
+    vectors = data.shape / np.linalg.norm(data.shape, axis=1, keepdims=True)
+    ids = data.ids
+    if mask is not None:
+        vectors, ids = vectors[mask], ids[mask]
+    queries = data.queries / np.linalg.norm(data.queries, axis=1, keepdims=True)
+    result = []
+    for start in range(0, len(queries), 256):
+        scores = queries[start : start + 256] @ vectors.T
+        best = np.argpartition(-scores, k, axis=1)[:, :k]
+        result.extend(set(ids[row]) for row in best)
+    return result
+
+
+def run_queries(store: EdgeStore, data: Dataset, truth: list[set[str]], k: int, **search) -> dict:
+    for query in data.queries[:WARMUP_QUERIES]:
+        store.search(query, top_k=k, **search)
+    latencies, recalls = [], []
+    for query, expected in zip(data.queries, truth, strict=True):
+        started = time.perf_counter()
+        hits = store.search(query, top_k=k, **search)
+        latencies.append((time.perf_counter() - started) * 1000)
+        recalls.append(len({hit.id for hit in hits} & expected) / k)
+    return {
+        "p50": float(np.percentile(latencies, 50)),
+        "p99": float(np.percentile(latencies, 99)),
+        "mean": float(np.mean(latencies)),
+        "recall": float(np.mean(recalls)),
+    }
+
+
+def folder_mb(path: Path) -> float:
+    """Disk space in use: Qdrant preallocates sparse 32 MB files, so sizes would overstate it."""
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def main(args: argparse.Namespace) -> str:
+    settings = get_settings()
+    hnsw_ef = args.hnsw_ef or settings.hnsw_ef
+    oversampling = args.oversampling or settings.oversampling
+    clusters = args.clusters or max(1, args.points // 50)
+    if args.path is not None and args.path.exists() and any(args.path.iterdir()):
+        raise SystemExit(f"{args.path} is not empty; the benchmark only writes to a new folder")
+    path = args.path or Path(tempfile.mkdtemp(prefix="bench_store_")) / "store"
+
+    log.info("generating %d points in %d clusters, %d queries", args.points, clusters, args.queries)
+    data = make_dataset(args.points, args.dim, clusters, args.queries, args.seed)
+    category = 1  # a top-level category: ~1/TOP_CATEGORIES of the points
+    in_category = data.top_category == category
+    truth = true_top_k(data, args.top_k, None)
+    truth_filtered = true_top_k(data, args.top_k, in_category)
+
+    def open_store(**options) -> EdgeStore:
+        return EdgeStore(
+            path,
+            dim=args.dim,
+            hnsw_ef=hnsw_ef,
+            oversampling=options.pop("oversampling", oversampling),
+            upsert_batch_size=args.batch_size,
+            indexing_threshold_kb=args.indexing_threshold_kb,
+            **options,
+        )
+
+    share = f"category, {in_category.mean():.1%} of points"
+    unfiltered = ("none", {}, truth)
+    filtered = (share, {"category_id": category}, truth_filtered)
+    # (search, store options, [(filter, search arguments, truth)]); the first runs on the reopened store
+    variants = [
+        (
+            f"default: HNSW ef={hnsw_ef}, BQ + rescore x{oversampling:g}; filtered: original vectors",
+            {},
+            [unfiltered, filtered],
+        ),
+        (
+            "exact=True",
+            {},
+            [("none", {"exact": True}, truth), (share, {"exact": True, "category_id": category}, truth_filtered)],
+        ),
+        (f"BQ + rescore x{2 * oversampling:g}", {"oversampling": 2 * oversampling}, [unfiltered]),
+        (f"BQ + rescore x{oversampling:g} for filtered too", {"quantize_filtered": True}, [filtered]),
+        (
+            f"BQ + rescore x{2 * oversampling:g} for filtered too",
+            {"quantize_filtered": True, "oversampling": 2 * oversampling},
+            [filtered],
+        ),
+        ("BQ without rescoring", {"rescore": False, "quantize_filtered": True}, [unfiltered, filtered]),
+    ]
+
+    stages: dict[str, str] = {}
+    searches: list[tuple[str, str, dict]] = []
+    store: EdgeStore | None = None
+    try:
+        store = open_store()
+        started = time.perf_counter()
+        with tqdm(total=args.points, unit="pt", desc="upsert") as progress:
+            for start in range(0, args.points, args.batch_size):
+                stop = start + args.batch_size
+                store.upsert(data.offers[start:stop], data.shape[start:stop], data.color[start:stop])
+                progress.update(min(stop, args.points) - start)
+        elapsed = time.perf_counter() - started
+        stages["upsert"] = f"{args.points / elapsed:,.0f} points/s ({elapsed:.1f} s)"
+        log.info("upsert: %s", stages["upsert"])
+
+        started = time.perf_counter()
+        store.optimize()
+        stages["optimize() (HNSW build)"] = f"{time.perf_counter() - started:.1f} s"
+        log.info("optimize: %s", stages["optimize() (HNSW build)"])
+
+        started = time.perf_counter()
+        store.close()
+        stages["close (flush)"] = f"{time.perf_counter() - started:.2f} s"
+        started = time.perf_counter()
+        store = open_store()
+        stages["reopen"] = f"{time.perf_counter() - started:.2f} s"
+        stages["store on disk"] = f"{folder_mb(path):,.0f} MB"
+
+        for number, (name, options, runs) in enumerate(variants):
+            if number and options != variants[number - 1][1]:
+                store.close()
+                store = open_store(**options)
+            for filter_name, search, expected in runs:
+                searches.append((name, filter_name, run_queries(store, data, expected, args.top_k, **search)))
+                log.info("%s | %s: %s", name, filter_name, searches[-1][2])
+        stages["peak RSS (whole run)"] = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB"
+    finally:
+        if store is not None:
+            store.close()
+        if args.path is None and not args.keep:
+            shutil.rmtree(path.parent)
+        else:
+            log.info("store kept at %s", path)
+
+    lines = [
+        f"### Qdrant Edge store: {args.points:,} points",
+        "",
+        f"{args.dim}-d shape + colour vectors, {clusters:,} shape clusters, {args.queries:,} queries, "
+        f"recall@{args.top_k} vs numpy brute force, seed {args.seed}; qdrant-edge-py {version('qdrant-edge-py')}, "
+        f"{os.cpu_count()} CPUs. Latency: one `search()` call, payload included, "
+        f"after {WARMUP_QUERIES} warm-up queries.",
+        "",
+        "| stage | result |",
+        "|---|---|",
+        *(f"| {stage} | {result} |" for stage, result in stages.items()),
+        "",
+        f"| search | filter | p50 ms | p99 ms | mean ms | recall@{args.top_k} |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {name} | {flt} | {r['p50']:.2f} | {r['p99']:.2f} | {r['mean']:.2f} | {r['recall']:.3f} |"
+            for name, flt, r in searches
+        ),
+        "",
+    ]
+    table = "\n".join(lines)
+    if args.out:
+        args.out.write_text(table, "utf-8")
+        log.info("wrote %s", args.out)
+    print(table)
+    return table
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, default=100_000, help="catalogue size")
+    parser.add_argument("--queries", type=int, default=1000, help="timed queries per configuration")
+    parser.add_argument("--clusters", type=int, default=None, help="shape clusters (default: points / 50)")
+    parser.add_argument("--dim", type=int, default=128, help="vector size (the collection schema uses 128)")
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=1000, help="offers per upsert call")
+    parser.add_argument("--hnsw-ef", type=int, default=None, help="default: settings.hnsw_ef")
+    parser.add_argument("--oversampling", type=float, default=None, help="default: settings.oversampling")
+    parser.add_argument(
+        "--indexing-threshold-kb", type=int, default=None, help="HNSW threshold (default Qdrant's, ~20K points)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--path", type=Path, default=None, help="new folder for the store (default: a temporary one)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary store")
+    parser.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")
+    return parser
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    main(get_args_parser().parse_args())
