@@ -12,11 +12,15 @@ export BENTOML_HOME ?= $(CURDIR)/$(VAR)/bentoml
 export BENTOML_DO_NOT_TRACK := True
 export LOOKALIKE_CLOTHING_DIR ?= $(abspath ../shared/data/clothing)
 CLOTHING_URL := https://github.com/alexeygrigorev/clothing-dataset-small
-EMBEDDER := $(VAR)/.embedder-provisional
+EMBEDDER := $(VAR)/.embedder
+# The trained embedder the repository ships (ONNX + metadata); `make train` remakes it.
+ARTIFACT := training/artifacts/embedder
+TRAIN_RUN := $(VAR)/train/embedder
+REPORT := reports/embedder
 CATALOG := $(VAR)/.demo-catalog
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser model demo-catalog demo test test-fast bench clean
+.PHONY: help install browser model train demo-catalog demo test test-fast bench loadtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -28,11 +32,18 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)  ## create .venv and install (only when pyproject.toml changed)
 
-$(EMBEDDER): $(INSTALLED) training/backbone.py training/model.py training/export.py
-	$(BIN)/python -m training.export --provisional
+$(EMBEDDER): $(INSTALLED) $(wildcard $(ARTIFACT).onnx $(ARTIFACT).json)
+	@if [ -f $(ARTIFACT).onnx ]; then $(BIN)/python -m lookalike.modelstore import $(ARTIFACT); \
+	else echo "no shipped embedder: exporting the provisional one"; $(BIN)/python -m training.export --provisional; fi
 	@mkdir -p $(VAR) && touch $@
 
-model: $(EMBEDDER)  ## export the embedder to ONNX into the BentoML model store
+model: $(EMBEDDER)  ## put the shipped embedder into the BentoML model store
+
+train: $(INSTALLED)  ## train the embedders, evaluate, export and ship them (training/artifacts)
+	$(BIN)/python -m training.train_embedder --out $(TRAIN_RUN)
+	$(BIN)/python -m training.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --name lookalike-embedder-candidate
+	$(BIN)/python -m training.evaluate --model lookalike-embedder-candidate:latest --out $(REPORT)
+	$(BIN)/python -m training.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --metrics $(REPORT)/metrics.json --ship $(ARTIFACT)
 
 $(CATALOG): $(EMBEDDER)
 	@mkdir -p $(VAR)
@@ -70,6 +81,11 @@ test-fast: $(INSTALLED)  ## run the tests not marked slow
 
 bench: $(INSTALLED)  ## vector-store benchmark at 100K points (upsert rate, p50/p99, recall@10)
 	$(BIN)/python -m loadtests.bench_store --points 100000
+
+loadtest: $(INSTALLED)  ## Locust against a running `make demo` (20 users, 30 s); CSVs in var/loadtest
+	@mkdir -p $(VAR)/loadtest
+	$(BIN)/locust -f loadtests/locustfile_search.py --host http://127.0.0.1:$(PORT) \
+	  --headless -u 20 -r 10 -t 30s --csv $(VAR)/loadtest/search --only-summary
 
 clean:  ## remove the model store, the demo store and stamps (keeps .venv)
 	rm -rf $(VAR)

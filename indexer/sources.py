@@ -7,8 +7,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from lookalike.catalog import Offer
+from lookalike.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 Categorize = Callable[[str], "int | None"]
 
 

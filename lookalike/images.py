@@ -7,6 +7,9 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# File suffixes that catalogue folders and training sets read as images.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
+
 
 class ImageError(ValueError):
     """The bytes are not an image we accept; the message says why, for a 4xx response."""

@@ -27,11 +27,17 @@ def run_python(args: list[str], env: dict[str, str], timeout: float = 600) -> su
     return result
 
 
+SHIPPED_EMBEDDER = ROOT / "training" / "artifacts" / "embedder"
+
+
 @pytest.fixture(scope="session")
 def model_env(tmp_path_factory) -> dict[str, str]:
-    """Environment whose BENTOML_HOME holds the exported provisional embedder."""
+    """Environment whose BENTOML_HOME holds the embedder the demo serves: the shipped one, else the provisional."""
     home = tmp_path_factory.mktemp("bentoml")
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(ROOT)}
     env = {key: value for key, value in env.items() if not key.startswith("LOOKALIKE_")}
-    run_python(["-m", "training.export", "--provisional"], env)
+    if SHIPPED_EMBEDDER.with_suffix(".onnx").is_file():
+        run_python(["-m", "lookalike.modelstore", "import", str(SHIPPED_EMBEDDER)], env)
+    else:
+        run_python(["-m", "training.export", "--provisional"], env)
     return env

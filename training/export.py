@@ -1,7 +1,9 @@
 """Export an embedder to ONNX, check parity with torch, and save it into the BentoML model store.
 
-    python -m training.export --provisional            # issue 2's untrained projection heads
-    python -m training.export --onnx-only out.onnx     # write the file, skip the model store
+    python -m training.export --provisional                      # issue 2's untrained projection heads
+    python -m training.export --checkpoint var/train/embedder/checkpoint.pth \
+        --metrics reports/embedder/metrics.json --ship training/artifacts/embedder
+    python -m training.export --provisional --onnx-only out.onnx   # write the file, skip the model store
 
 The graph takes uint8 pixels (batch, h, w, 3) — what `lookalike.preprocess.EvalPreset` yields —
 and returns L2-normalised `shape` and `color` vectors; the batch axis is dynamic and named `batch`.
@@ -22,29 +24,33 @@ import torch
 from torch import nn
 
 from lookalike.engines import EMBEDDER_FILE, OnnxEmbedder
+from lookalike.modelstore import save_embedder, write_artifact
 from lookalike.preprocess import EvalPreset
 from training.model import EmbedderConfig, build_embedder
 
 log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-4
-OUTPUT_NAMES = ["shape", "color"]
 
 
-class PixelEmbedder(nn.Module):
-    """uint8 NHWC pixels -> the embedder's [0, 1] NCHW input; keeps the cast inside the graph."""
+def output_names(embedder: nn.Module) -> list[str]:
+    return ["shape", "color"] + (["category_logits"] if getattr(embedder, "classifies", False) else [])
 
-    def __init__(self, embedder: nn.Module):
+
+class PixelInput(nn.Module):
+    """uint8 NHWC pixels -> the module's [0, 1] NCHW input; keeps the cast inside the graph."""
+
+    def __init__(self, module: nn.Module):
         super().__init__()
-        self.embedder = embedder
+        self.module = module
 
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         images = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-        return self.embedder(images)
+        return self.module(images)
 
 
-def export_onnx(embedder: nn.Module, path: Path, crop_size: int) -> Path:
-    """Write a self-contained .onnx file (weights inside, no .onnx.data)."""
-    wrapper = PixelEmbedder(embedder).eval()
+def export_onnx(module: nn.Module, path: Path, crop_size: int, names: list[str] | None = None) -> Path:
+    """Write a self-contained .onnx file (weights inside, no .onnx.data) taking uint8 pixels."""
+    wrapper = PixelInput(module).eval()
     example = torch.randint(0, 256, (2, crop_size, crop_size, 3), dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=1024)
     program = torch.onnx.export(
@@ -53,7 +59,7 @@ def export_onnx(embedder: nn.Module, path: Path, crop_size: int) -> Path:
         dynamo=True,
         opset_version=18,
         input_names=["pixels"],
-        output_names=OUTPUT_NAMES,
+        output_names=names or output_names(module),
         dynamic_shapes={"pixels": {0: batch}},
     )
     program.optimize()
@@ -66,9 +72,9 @@ def export_onnx(embedder: nn.Module, path: Path, crop_size: int) -> Path:
 def max_parity_error(embedder: nn.Module, onnx_path: Path, crop_size: int, batch_size: int = 3) -> float:
     """Max absolute difference between torch and ONNX Runtime outputs on random pixels."""
     pixels = np.random.default_rng(0).integers(0, 256, (batch_size, crop_size, crop_size, 3), dtype=np.uint8)
-    expected = PixelEmbedder(embedder).eval()(torch.from_numpy(pixels))
+    expected = PixelInput(embedder).eval()(torch.from_numpy(pixels))
     got = OnnxEmbedder(onnx_path)(pixels)
-    return max(float(np.abs(got[name] - e.numpy()).max()) for name, e in zip(OUTPUT_NAMES, expected))
+    return max(float(np.abs(got[name] - e.numpy()).max()) for name, e in zip(output_names(embedder), expected))
 
 
 def versions() -> dict[str, str]:
@@ -84,18 +90,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def save_to_model_store(name: str, onnx_path: Path, metadata: dict, labels: dict[str, str]):
-    """The one writer to the BentoML model store."""
-    import shutil
-
-    import bentoml
-
-    with bentoml.models.create(name, labels=labels, metadata=metadata) as model:
-        shutil.copyfile(onnx_path, Path(model.path) / EMBEDDER_FILE)
-    log.info("saved %s", model.tag)
-    return model
-
-
 def export_embedder(
     embedder: nn.Module,
     config: EmbedderConfig,
@@ -105,8 +99,12 @@ def export_embedder(
     metrics: dict | None = None,
     data_fingerprint: str | None = None,
     onnx_path: Path | None = None,
+    ship: Path | None = None,
 ):
-    """Export, check parity, and save to the model store (or only to `onnx_path` when given)."""
+    """Export, check parity, then save to the model store (and to `ship`.onnx/.json when given).
+
+    With `onnx_path`, only writes that file (after the parity check).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(embedder, onnx_path or Path(tmp) / EMBEDDER_FILE, preset.crop_size)
         error = max_parity_error(embedder, path, preset.crop_size)
@@ -118,6 +116,7 @@ def export_embedder(
         metadata = {
             "preprocess": preset.to_dict(),
             "input": {"name": "pixels", "dtype": "uint8", "layout": "NHWC"},
+            "outputs": output_names(embedder),
             "dims": {"shape": config.embed_dim, "color": config.embed_dim},
             "config": config.to_dict(),
             "metrics": metrics or {},
@@ -125,25 +124,45 @@ def export_embedder(
             "parity_max_abs_diff": error,
             "versions": versions(),
         }
-        # The model store takes plain types only: lists, not tuples.
-        return save_to_model_store(name, path, json.loads(json.dumps(metadata)), labels={"heads": config.heads})
+        if ship is not None:
+            write_artifact(ship, path, metadata)
+        return save_embedder(name, path, metadata, labels={"heads": config.heads})
+
+
+def load_checkpoint(path: Path) -> tuple[nn.Module, EmbedderConfig, dict]:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    config = EmbedderConfig.from_dict({**checkpoint["model_args"], "pretrained": False})
+    embedder = build_embedder(config)
+    embedder.load_state_dict(checkpoint["model"])
+    return embedder, config, checkpoint
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--provisional", action="store_true", help="export the untrained provisional heads")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--provisional", action="store_true", help="export the untrained provisional heads")
+    source.add_argument("--checkpoint", type=Path, help="a training checkpoint (training.train_embedder)")
+    parser.add_argument("--metrics", type=Path, help="metrics.json of training.evaluate, kept in the metadata")
+    parser.add_argument("--ship", type=Path, help="also write STEM.onnx and STEM.json (the repository's copy)")
     parser.add_argument("--name", default="lookalike-embedder", help="model store name")
     parser.add_argument("--onnx-only", type=Path, help="write the .onnx here and skip the model store")
     return parser
 
 
 def main(args: argparse.Namespace) -> None:
-    if not args.provisional:
-        raise SystemExit("only --provisional is available until training lands (issue 3)")
     torch.manual_seed(0)
-    config = EmbedderConfig(heads="provisional")
+    if args.provisional:
+        config = EmbedderConfig(heads="provisional")
+        embedder, fingerprint = build_embedder(config), None
+    else:
+        embedder, config, checkpoint = load_checkpoint(args.checkpoint)
+        fingerprint = checkpoint["data_fingerprint"]
+    metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     preset = EvalPreset(mean=config.mean, std=config.std)
-    export_embedder(build_embedder(config), config, preset, name=args.name, onnx_path=args.onnx_only)
+    export_embedder(
+        embedder, config, preset, name=args.name, metrics=metrics, data_fingerprint=fingerprint,
+        onnx_path=args.onnx_only, ship=args.ship,
+    )
 
 
 if __name__ == "__main__":

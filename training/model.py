@@ -1,13 +1,20 @@
 """The embedder: one forward pass of a shared backbone gives the `shape` and `color` vectors.
 
 Inputs are float images in [0, 1] (n, 3, h, w); normalisation by the preset's mean/std is the
-model's first op, so exported graphs carry it. Each head maps pooled features to `embed_dim` and
-L2-normalises.
+model's first op, so exported graphs carry it. The backbone splits in two:
 
-`heads="provisional"` (issue 2) has no training: each head is a fixed, seeded random orthonormal
-projection of centred features — `shape` from the penultimate layer (1280-d), `color` from the
-early stages, which keep colour and texture that the last layer abstracts away. Trained heads
-replace it without changing the interface.
+- the **trunk** (stem and stages < `trunk_stages`) stays frozen at its ImageNet weights, so its
+  outputs can be computed once per training view and cached;
+- the **top** (later stages and the 1280-d head conv) is fine-tuned.
+
+Heads map pooled features to `embed_dim` and L2-normalise:
+
+- `heads="trained"`: `shape` = MLP(penultimate 1280-d) trained as a category classifier (cosine
+  classifier on the embedding) plus an instance term; `color` = MLP(early-stage features +
+  penultimate) trained on colour and pattern classes. The embeddings are the layer before the
+  classifiers — the "penultimate layer" of each task.
+- `heads="provisional"` (issue 2, no training): fixed, seeded random orthonormal projections of
+  centred features — `shape` from the penultimate layer, `color` from the early stages.
 """
 
 from __future__ import annotations
@@ -30,14 +37,48 @@ class EmbedderConfig:
     pretrained: bool = True
     heads: str = "provisional"
     embed_dim: int = 128
+    hidden_dim: int = 512
     color_stages: tuple[int, ...] = (1, 2, 3)
+    trunk_stages: int = 5
+    shape_classes: list[str] = field(default_factory=list)
+    colour_classes: list[str] = field(default_factory=list)
+    pattern_classes: list[str] = field(default_factory=list)
+    classifier_scale: float = 16.0
     seed: int = 0
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EmbedderConfig:
+        values = dict(values)
+        for key in ("color_stages", "mean", "std"):
+            values[key] = tuple(values[key])
+        return cls(**values)
+
+
+class CosineClassifier(nn.Module):
+    """Logits = scale * cos(embedding, class weight): classes become directions on the sphere."""
+
+    def __init__(self, embed_dim: int, num_classes: int, scale: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num_classes, embed_dim) / math.sqrt(embed_dim))
+        self.scale = scale
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.normalize(embedding, dim=1) @ F.normalize(self.weight, dim=1).T
+
+
+class ProjectionHead(nn.Sequential):
+    def __init__(self, in_dim: int, hidden_dim: int, embed_dim: int):
+        super().__init__(
+            nn.Linear(in_dim, hidden_dim),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, embed_dim),
+        )
 
 
 def _orthonormal_rows(rows: int, cols: int, generator: torch.Generator) -> torch.Tensor:
@@ -61,15 +102,27 @@ class Embedder(nn.Module):
         super().__init__()
         if config.backbone != "tf_efficientnet_lite0":
             raise ValueError(f"unsupported backbone {config.backbone!r}")
+        if max(config.color_stages) >= config.trunk_stages:
+            raise ValueError("color_stages must lie inside the frozen trunk")
         self.config = config
         self.backbone = efficientnet_lite0(pretrained=config.pretrained)
+        self.backbone.classifier = nn.Identity()  # ImageNet's 1000 classes are not ours
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1))
-        color_dim = sum(self.backbone.blocks[s][-1].conv_pwl.out_channels for s in config.color_stages)
-        self.shape_head = nn.Linear(self.backbone.num_features, config.embed_dim)
-        self.color_head = nn.Linear(color_dim, config.embed_dim)
+        self.early_dim = sum(self.backbone.blocks[s][-1].conv_pwl.out_channels for s in config.color_stages)
+        penultimate_dim = self.backbone.num_features
         if config.heads == "provisional":
+            self.shape_head = nn.Linear(penultimate_dim, config.embed_dim)
+            self.color_head = nn.Linear(self.early_dim, config.embed_dim)
             self._init_provisional_heads()
+        elif config.heads == "trained":
+            self.shape_head = ProjectionHead(penultimate_dim, config.hidden_dim, config.embed_dim)
+            self.color_head = ProjectionHead(self.early_dim + penultimate_dim, config.hidden_dim, config.embed_dim)
+            scale = config.classifier_scale
+            self.shape_classifier = CosineClassifier(config.embed_dim, len(config.shape_classes), scale)
+            self.colour_classifier = CosineClassifier(config.embed_dim, len(config.colour_classes), scale)
+            self.pattern_classifier = CosineClassifier(config.embed_dim, len(config.pattern_classes), scale)
+            self.trunk_modules().requires_grad_(False)
         else:
             raise ValueError(f"unknown heads {config.heads!r}")
 
@@ -85,24 +138,46 @@ class Embedder(nn.Module):
             head.bias.copy_(-head.weight @ centre)
         self.requires_grad_(False)
 
-    def features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[0, 1] images -> pooled (penultimate, early-stage) features."""
+    def trunk_modules(self) -> nn.ModuleList:
+        b = self.backbone
+        return nn.ModuleList([b.conv_stem, b.bn1, *b.blocks[: self.config.trunk_stages]])
+
+    def trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[0, 1] images -> (trunk feature map, pooled early-stage features): the frozen, cacheable part."""
         x = (images - self.mean) / self.std
         b = self.backbone
         x = b.bn1(b.conv_stem(x))
         early = []
-        for index, stage in enumerate(b.blocks):
-            x = stage(x)
+        for index in range(self.config.trunk_stages):
+            x = b.blocks[index](x)
             if index in self.config.color_stages:
                 early.append(x.mean(dim=(2, 3)))
-        x = b.bn2(b.conv_head(x))
-        return x.mean(dim=(2, 3)), torch.cat(early, dim=1)
+        return x, torch.cat(early, dim=1)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        penultimate, early = self.features(images)
-        shape = F.normalize(self.shape_head(penultimate), dim=1)
-        color = F.normalize(self.color_head(early), dim=1)
-        return shape, color
+    def top(self, trunk_map: torch.Tensor) -> torch.Tensor:
+        """Trunk feature map -> pooled penultimate features (1280-d)."""
+        b = self.backbone
+        x = trunk_map
+        for stage in b.blocks[self.config.trunk_stages :]:
+            x = stage(x)
+        return b.bn2(b.conv_head(x)).mean(dim=(2, 3))
+
+    def embed_from_trunk(self, trunk_map: torch.Tensor, early: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Un-normalised (shape, color) embeddings."""
+        penultimate = self.top(trunk_map)
+        if self.config.heads == "provisional":
+            return self.shape_head(penultimate), self.color_head(early)
+        return self.shape_head(penultimate), self.color_head(torch.cat([early, penultimate], dim=1))
+
+    @property
+    def classifies(self) -> bool:
+        return self.config.heads == "trained"
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """-> (shape, color) L2-normalised, plus category logits when the heads are trained."""
+        shape, color = self.embed_from_trunk(*self.trunk(images))
+        outputs = (F.normalize(shape, dim=1), F.normalize(color, dim=1))
+        return outputs + (self.shape_classifier(shape),) if self.classifies else outputs
 
 
 def build_embedder(config: EmbedderConfig) -> Embedder:

@@ -1,0 +1,55 @@
+"""Train a tiny embedder on a generated data set, resume it, export it with parity, ship and import it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lookalike.engines import EMBEDDER_FILE, OnnxEmbedder
+from lookalike.synthetic import write_catalogue
+from tests.conftest import run_python
+
+pytestmark = pytest.mark.slow
+CATEGORIES = ["dress", "pants", "shoes", "t-shirt"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, model_env):
+    root = tmp_path_factory.mktemp("tiny")
+    write_catalogue(root / "data" / "train", per_class=4, seed=1, size=160, categories=CATEGORIES)
+    write_catalogue(root / "data" / "validation", per_class=1, seed=2, size=160, categories=CATEGORIES)
+    args = [
+        "-m", "training.train_embedder", "--data-dir", str(root / "data"), "--out", str(root / "run"),
+        "--cache-dir", str(root / "cache"), "--mask-dir", str(root / "masks"),
+        "--batch-size", "8", "--workers", "0", "--embed-dim", "64", "--hidden-dim", "32",
+    ]
+    run_python([*args, "--epochs", "1"], model_env)
+    run_python([*args, "--epochs", "2", "--resume"], model_env)
+    return root
+
+
+def test_training_saves_config_and_resumes(trained):
+    history = json.loads((trained / "run" / "history.json").read_text())
+    assert [record["epoch"] for record in history] == [0, 1]  # epoch 0 came from the checkpoint
+    assert all(0.0 <= record["val_top1"] <= 1.0 for record in history)
+    config = json.loads((trained / "run" / "config.json").read_text())
+    assert config["model_args"]["shape_classes"] == CATEGORIES and config["data_fingerprint"]
+
+
+def test_export_checks_parity_ships_and_imports(trained, model_env, tmp_path):
+    stem = tmp_path / "artifact" / "embedder"
+    run_python(["-m", "training.export", "--checkpoint", str(trained / "run" / "checkpoint.pth"), "--ship", str(stem)], model_env)
+    metadata = json.loads(stem.with_suffix(".json").read_text())
+    assert metadata["outputs"] == ["shape", "color", "category_logits"]
+    assert metadata["parity_max_abs_diff"] <= 1e-4
+    assert metadata["dims"] == {"shape": 64, "color": 64}
+    assert metadata["data_fingerprint"] == json.loads((trained / "run" / "config.json").read_text())["data_fingerprint"]
+
+    home = tmp_path / "home"
+    run_python(["-m", "lookalike.modelstore", "import", str(stem)], {**model_env, "BENTOML_HOME": str(home)})
+    (onnx_file,) = home.glob(f"models/lookalike-embedder/*/{EMBEDDER_FILE}")
+    outputs = OnnxEmbedder(onnx_file)(np.zeros((2, 224, 224, 3), np.uint8))
+    assert outputs["shape"].shape == (2, 64) and outputs["category_logits"].shape == (2, len(CATEGORIES))
+    assert np.allclose(np.linalg.norm(outputs["color"], axis=1), 1.0, atol=1e-5)

@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+
+from lookalike import codec
+from training.retrieval import (
+    Features,
+    hamming_scores,
+    per_group_mean,
+    rank_relevant,
+    recall_curve,
+    same_label,
+    similarity,
+)
+
+
+def test_recall_at_k_on_a_hand_made_matrix():
+    scores = np.array([[0.9, 0.5, 0.1], [0.2, 0.8, 0.3], [0.7, 0.6, 0.5]])
+    ranks = rank_relevant(scores, np.eye(3, dtype=bool))  # query i's source is item i: ranks 1, 1, 3
+    assert np.allclose(ranks.recall(1), [1, 1, 0])
+    assert np.allclose(ranks.recall(2), [1, 1, 0])
+    assert np.allclose(ranks.recall(3), [1, 1, 1])
+    assert np.allclose(recall_curve(ranks, np.arange(1, 4)), [2 / 3, 2 / 3, 1])
+
+
+def test_precision_at_k_counts_relevant_items_in_the_top_k():
+    scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]])
+    relevant = np.array([[True, False, True, False, True]])
+    ranks = rank_relevant(scores, relevant)
+    assert np.allclose([ranks.precision(k)[0] for k in (1, 2, 3, 5)], [1, 1 / 2, 2 / 3, 3 / 5])
+    assert np.allclose(ranks.recall(3), 2 / 3)
+
+
+def test_ties_count_at_their_expected_rank():
+    scores = np.array([[1.0, 1.0, 1.0, 0.0]])  # the relevant item ties with two others for first place
+    ranks = rank_relevant(scores, np.array([[True, False, False, False]]))
+    assert np.allclose([ranks.recall(k)[0] for k in (1, 2, 3, 4)], [1 / 3, 2 / 3, 1, 1])
+    # One better item, then three tied for ranks 2-4 of which one is relevant: P@2 = (1/3) / 2.
+    scores = np.array([[0.9, 0.5, 0.5, 0.5, 0.1]])
+    ranks = rank_relevant(scores, np.array([[False, True, False, False, True]]))
+    assert np.isclose(ranks.precision(2)[0], 1 / 6)
+
+
+def test_tie_aware_hits_equal_the_mean_over_random_tie_breaks():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, (6, 30)).astype(float)  # few values: many ties
+    relevant = rng.random((6, 30)) < 0.2
+    ranks = rank_relevant(scores, relevant)
+    trials = 4000
+    found = np.zeros(6)
+    for _ in range(trials):
+        order = np.lexsort((rng.random(scores.shape), -scores), axis=1)  # by score, ties in random order
+        found += np.take_along_axis(relevant, order[:, :5], axis=1).sum(axis=1)
+    assert np.allclose(ranks.hits(5), found / trials, atol=0.06)
+
+
+def test_excluded_items_are_neither_ranked_nor_counted():
+    scores = np.array([[1.0, 0.9, 0.8], [0.9, 1.0, 0.95]])
+    same_photo = np.array([[True, True, False], [True, True, False]])  # self-matches and a sibling
+    relevant = np.array([[True, False, True], [True, False, True]])
+    ranks = rank_relevant(scores, relevant, exclude=same_photo)
+    assert np.array_equal(ranks.num_relevant, [1, 1])  # the excluded relevant item no longer counts
+    assert np.allclose(ranks.recall(1), [1, 1])  # item 2 is first once 0 and 1 are out
+
+
+def test_a_query_with_nothing_relevant_is_left_out_of_recall():
+    ranks = rank_relevant(np.array([[0.5, 0.4], [0.3, 0.2]]), np.array([[True, False], [False, False]]))
+    assert np.isnan(ranks.recall(1)[1]) and ranks.precision(1)[1] == 0
+    assert recall_curve(ranks, np.array([1]))[0] == 1.0
+
+
+def test_best_precision_is_short_of_one_for_small_classes():
+    ranks = rank_relevant(np.zeros((2, 20)), np.arange(20)[None, :] < np.array([[3], [15]]))
+    assert np.allclose(ranks.best_precision(10), [0.3, 1.0])
+
+
+def test_hamming_scores_are_minus_the_hamming_distance():
+    rng = np.random.default_rng(1)
+    codes = codec.binarize(rng.normal(size=(7, 128)))
+    assert np.array_equal(hamming_scores(codes, codes), -codec.hamming_distance(codes, codes))
+
+
+def test_hamming_ranking_matches_the_cosine_ranking_of_the_sign_vectors():
+    rng = np.random.default_rng(2)
+    vectors = codec.l2_normalize(rng.normal(size=(40, 128)))
+    codes = Features(codec.binarize(vectors), "hamming")
+    signs = Features(codec.unpack(codes.vectors), "cosine")
+    hamming, cosine = similarity(codes[:5], codes), similarity(signs[:5], signs)
+    assert np.allclose(cosine, 1 + 2 * hamming / 128)  # cos = 1 - 2 d / bits: the same order
+
+
+def test_hamming_and_float_rankings_agree_on_near_duplicates():
+    rng = np.random.default_rng(3)
+    catalogue = codec.l2_normalize(rng.normal(size=(200, 128)))
+    queries = codec.l2_normalize(catalogue[:20] + 0.02 * rng.normal(size=(20, 128)))  # noise ~1/4 of the norm
+    relevant = np.eye(20, 200, dtype=bool)
+    float_ranks = rank_relevant(similarity(Features(queries, "cosine"), Features(catalogue, "cosine")), relevant)
+    codes = Features(codec.binarize(queries), "hamming"), Features(codec.binarize(catalogue), "hamming")
+    binary_ranks = rank_relevant(similarity(*codes), relevant)
+    assert float_ranks.recall(1).mean() == 1.0
+    assert binary_ranks.recall(1).mean() == 1.0
+
+
+def test_similarity_refuses_mixed_metrics_and_unknown_ones():
+    with pytest.raises(ValueError, match="cannot compare"):
+        similarity(Features(np.ones((1, 8)), "cosine"), Features(np.ones((1, 1), np.uint8), "hamming"))
+    with pytest.raises(ValueError, match="metric"):
+        Features(np.ones((1, 8)), "euclidean")
+
+
+def test_features_describe_and_concatenate():
+    codes = Features(np.zeros((2, 16), np.uint8), "hamming")
+    assert codes.describe() == "Hamming, 128 bits"
+    joined = Features.concatenate([codes, codes[:1]])
+    assert len(joined) == 3 and joined.metric == "hamming"
+    assert Features(np.zeros((1, 1280)), "cosine").describe() == "cosine, 1280-d"
+
+
+def test_same_label_and_per_group_mean():
+    assert np.array_equal(same_label([0, 1], [1, 0, 1]), [[False, True, False], [True, False, True]])
+    means = per_group_mean(np.array([1.0, 0.0, 0.5]), np.array([0, 0, 2]), 3)
+    assert means[0] == 0.5 and np.isnan(means[1]) and means[2] == 0.5

@@ -1,0 +1,55 @@
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch", reason="training extras (torch) are not installed")
+
+from training.presets import TrainPreset  # noqa: E402
+from training.train_embedder import ViewCache, bit_balance_loss, instance_loss, pick_views, quantization_loss  # noqa: E402
+
+
+def test_quantization_loss_is_zero_exactly_for_sign_vectors():
+    d = 128
+    signs = torch.where(torch.rand(4, d) > 0.5, 1.0, -1.0) / math.sqrt(d)
+    assert quantization_loss(signs).item() == pytest.approx(0.0, abs=1e-9)
+    peaked = torch.nn.functional.normalize(torch.randn(4, d) ** 3, dim=1)
+    assert quantization_loss(peaked).item() > 0.3
+
+
+def test_bit_balance_loss_prefers_half_set_bits():
+    d = 64
+    balanced = torch.cat([torch.ones(8, d), -torch.ones(8, d)]) / math.sqrt(d)
+    lopsided = torch.ones(16, d) / math.sqrt(d)
+    assert bit_balance_loss(balanced).item() == pytest.approx(0.0, abs=1e-9)
+    assert bit_balance_loss(lopsided).item() > 0.9
+
+
+def test_instance_loss_rewards_views_of_the_same_image_being_close():
+    generator = torch.Generator().manual_seed(0)
+    anchors = torch.nn.functional.normalize(torch.randn(8, 32, generator=generator), dim=1)
+    ids = torch.arange(8).repeat(2)
+    aligned = torch.cat([anchors, anchors])
+    shuffled = torch.cat([anchors, anchors[torch.randperm(8, generator=generator)]])
+    assert instance_loss(aligned, ids, 0.1) < instance_loss(shuffled, ids, 0.1)
+
+
+def test_pick_views_pairs_two_views_of_each_image():
+    views_per_image, shape_views = 5, 3
+    cache = ViewCache(torch.zeros(40, 1, 1, 1), torch.zeros(40, 1), torch.zeros(40), torch.zeros(40), views_per_image)
+    image_ids = torch.tensor([0, 3, 7])
+    rows = pick_views(image_ids, cache, shape_views, torch.Generator().manual_seed(0))
+    first, second = rows[:3], rows[3:]
+    assert torch.equal(first // views_per_image, image_ids) and torch.equal(second // views_per_image, image_ids)
+    assert torch.all(first % views_per_image < shape_views)
+    assert torch.all(first != second)
+
+
+def test_train_preset_is_reproducible_and_sized():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 200, 3), dtype=np.uint8))
+    preset = TrainPreset(crop_size=64)
+    first = preset(image, np.random.default_rng(5))
+    assert first.shape == (64, 64, 3) and first.dtype == np.uint8
+    assert np.array_equal(first, preset(image, np.random.default_rng(5)))
+    assert not np.array_equal(first, preset(image, np.random.default_rng(6)))

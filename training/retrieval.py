@@ -1,0 +1,142 @@
+"""Retrieval metrics on similarity matrices: tie-aware recall@k and precision@k.
+
+Scores are similarities, higher is nearer: cosine for float vectors, minus the Hamming distance
+for binary codes. Codes have few distinct distances (65 for a 64-bit hash), so many catalogue
+items tie, and a sort would break ties by catalogue order, flattering or punishing a method by
+chance. Every metric here is instead the exact expectation over a uniformly random order among
+tied items: an item with `better` items scoring strictly higher and `tied` other items scoring
+the same lands on each of the ranks better+1 .. better+tied+1 with equal probability, so it is
+in the top k with probability clip((k - better) / (tied + 1), 0, 1). Excluded items (a query's
+own source image, for instance) are neither ranked nor counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lookalike.codec import l2_normalize, unpack
+
+METRICS = ("cosine", "hamming")
+
+
+@dataclass(frozen=True)
+class Features:
+    """Vectors of one method for a set of images: floats compared by cosine, or packed uint8 codes by Hamming."""
+
+    vectors: np.ndarray
+    metric: str
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, not {self.metric!r}")
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def __getitem__(self, index) -> Features:
+        return Features(self.vectors[index], self.metric)
+
+    def describe(self) -> str:
+        if self.metric == "hamming":
+            return f"Hamming, {self.vectors.shape[-1] * 8} bits"
+        return f"cosine, {self.vectors.shape[-1]}-d"
+
+    @staticmethod
+    def concatenate(parts: list[Features]) -> Features:
+        (metric,) = {part.metric for part in parts}
+        return Features(np.concatenate([part.vectors for part in parts]), metric)
+
+
+def cosine_similarity(queries: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
+    return l2_normalize(queries) @ l2_normalize(catalogue).T
+
+
+def hamming_scores(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Minus the Hamming distance of packed codes, from +-1 dot products: distance = (bits - dot) / 2.
+
+    Exact in float32 (integers far below 2**24) and a BLAS product instead of an XOR per pair.
+    """
+    signs_q, signs_c = unpack(queries), unpack(codes)
+    return -(signs_q.shape[1] - signs_q @ signs_c.T) / 2
+
+
+def similarity(queries: Features, catalogue: Features) -> np.ndarray:
+    """(q, n) scores, higher is nearer."""
+    if queries.metric != catalogue.metric:
+        raise ValueError(f"cannot compare {queries.metric} queries with a {catalogue.metric} catalogue")
+    if queries.metric == "hamming":
+        return hamming_scores(queries.vectors, catalogue.vectors)
+    return cosine_similarity(queries.vectors, catalogue.vectors)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where each query's relevant items land: one entry per (query, relevant item) pair."""
+
+    query: np.ndarray  # which query the pair belongs to
+    better: np.ndarray  # items scoring strictly higher than the relevant item
+    tied: np.ndarray  # other items scoring exactly the same
+    num_relevant: np.ndarray  # per query
+
+    @property
+    def num_queries(self) -> int:
+        return len(self.num_relevant)
+
+    def hits(self, k: int) -> np.ndarray:
+        """Expected number of relevant items in each query's top k."""
+        found = np.clip((k - self.better) / (self.tied + 1), 0.0, 1.0)
+        return np.bincount(self.query, weights=found, minlength=self.num_queries)
+
+    def recall(self, k: int) -> np.ndarray:
+        """Per query; NaN for a query with nothing relevant."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.num_relevant > 0, self.hits(k) / self.num_relevant, np.nan)
+
+    def precision(self, k: int) -> np.ndarray:
+        return self.hits(k) / k
+
+    def best_precision(self, k: int) -> np.ndarray:
+        """The precision@k a perfect ranking would get: short of 1 where fewer than k items are relevant."""
+        return np.minimum(self.num_relevant, k) / k
+
+
+def rank_relevant(scores: np.ndarray, relevant: np.ndarray, exclude: np.ndarray | None = None) -> Ranks:
+    """Rank every relevant item among the not-excluded items of its query's row of `scores` (q, n)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    relevant = np.asarray(relevant, dtype=bool)
+    if relevant.shape != scores.shape:
+        raise ValueError(f"relevant {relevant.shape} and scores {scores.shape} differ in shape")
+    if exclude is not None:
+        scores = np.where(exclude, -np.inf, scores)  # below every real score, so never better or tied
+        relevant = relevant & ~np.asarray(exclude, dtype=bool)
+    rows, items = np.nonzero(relevant)  # row-major: pairs come sorted by query
+    values = scores[rows, items]
+    ordered = np.sort(scores, axis=1)
+    starts = np.searchsorted(rows, np.arange(len(scores) + 1))
+    better, tied = np.empty(len(rows), np.int64), np.empty(len(rows), np.int64)
+    for row in np.flatnonzero(np.diff(starts)):
+        part = slice(starts[row], starts[row + 1])
+        low = np.searchsorted(ordered[row], values[part], side="left")
+        high = np.searchsorted(ordered[row], values[part], side="right")
+        better[part], tied[part] = scores.shape[1] - high, high - low - 1
+    return Ranks(rows, better, tied, relevant.sum(axis=1))
+
+
+def recall_curve(ranks: Ranks, ks: np.ndarray) -> np.ndarray:
+    """Mean recall@k over the queries that have relevant items, for each k in `ks`."""
+    return np.array([np.nanmean(ranks.recall(int(k))) for k in ks])
+
+
+def same_label(query_labels: np.ndarray, catalogue_labels: np.ndarray) -> np.ndarray:
+    """(q, n) bool: the catalogue item has the query's label."""
+    return np.asarray(query_labels)[:, None] == np.asarray(catalogue_labels)[None, :]
+
+
+def per_group_mean(values: np.ndarray, groups: np.ndarray, num_groups: int) -> np.ndarray:
+    """Mean of `values` per group index (NaN for an empty group), e.g. per-class precision."""
+    counts = np.bincount(groups, minlength=num_groups)
+    sums = np.bincount(groups, weights=values, minlength=num_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)

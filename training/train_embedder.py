@@ -1,0 +1,396 @@
+"""Train the shape and colour embedders on one frozen-trunk backbone.
+
+    python -m training.train_embedder --out var/train/embedder          # defaults: < 30 min on 2 CPU cores
+    python -m training.train_embedder --out var/train/embedder --resume
+    python -m training.export --checkpoint var/train/embedder/checkpoint.pth
+
+How (and why) on 2 CPU cores: the trunk (EfficientNet-Lite0 stages 0-4, ImageNet weights) stays
+frozen, so each training view goes through it once; its 14x14 feature maps are cached (fp16) and
+every epoch trains only the top (stages 5-6, the 1280-d head conv) and the heads. Views per
+image: random resized crops, photo-like shots (`training.photo`: clutter, perspective, light,
+JPEG) and recolourings (`training.colors`: garment mask, repainted colour/pattern, labelled).
+
+Losses, per batch of B images with two views each:
+- shape: cosine-classifier cross-entropy over categories, plus an instance term (NT-Xent: the
+  two views of an image, e.g. a crop and its repainted or photographed copy, attract; other
+  images repel) so the code finds *this* item, not just its category, whatever its colour;
+- colour: cross-entropy over colour and over pattern classes on the repainted views;
+- binarisation: each normalised component is pulled towards +-1/sqrt(d) (then sign(z)/sqrt(d)
+  equals z and the 1-bit code loses nothing) and every bit towards a 50% firing rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from lookalike.engines import OnnxEmbedder
+from lookalike.settings import get_settings
+from training.colors import COLOURS, PATTERNS, load_mask, random_label, recolor
+from training.datasets import FolderDataset, data_fingerprint
+from training.export import export_onnx
+from training.model import Embedder, EmbedderConfig
+from training.photo import PhotoLikeQuery
+from training.presets import EvalPreset, TrainPreset
+
+log = logging.getLogger(__name__)
+NO_LABEL = -1
+WORKING_SIDE = 320  # long side of the photos that views are rendered from
+
+
+# ---------------------------------------------------------------------------------------------
+# Views: every training image rendered a fixed number of ways, reproducibly.
+
+
+class TrainingViews(Dataset):
+    """Item i -> (views uint8 (V, s, s, 3), colour labels (V,), pattern labels (V,)).
+
+    Views 0..crops-1 are random resized crops, then `photos` photo-like shots, then `recolours`
+    repainted garments; colour/pattern labels are NO_LABEL except on the repainted ones.
+    """
+
+    def __init__(self, dataset: FolderDataset, mask_dir: Path, *, crops: int, photos: int, recolours: int, seed: int):
+        self.dataset, self.mask_dir, self.seed = dataset, mask_dir, seed
+        self.crops, self.photos, self.recolours = crops, photos, recolours
+        self.preset = TrainPreset()
+        # Shots a little above the crop size: the views end at 224 px, and masks, photos and
+        # repainting cost in proportion to pixels.
+        self.photo = PhotoLikeQuery(seed, long_side=(300, 400))
+
+    @property
+    def views_per_image(self) -> int:
+        return self.crops + self.photos + self.recolours
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, index])
+        image = self.dataset.load(index)
+        image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BICUBIC)
+        path = self.dataset.samples[index].path
+        needs_mask = self.photos or self.recolours
+        mask = load_mask(self.mask_dir, self.dataset.root, path, image=image) if needs_mask else None
+        views = [self.preset(image, rng) for _ in range(self.crops)]
+        views += [self.preset(self.photo(image, mask, index * 100 + k), rng) for k in range(self.photos)]
+        colours, patterns = [NO_LABEL] * len(views), [NO_LABEL] * len(views)
+        for _ in range(self.recolours):
+            label = random_label(rng)
+            views.append(self.preset(recolor(image, mask, label, rng), rng))
+            colours.append(label.colour_index)
+            patterns.append(label.pattern_index)
+        return np.stack(views), np.array(colours), np.array(patterns)
+
+
+class EvalViews(Dataset):
+    def __init__(self, dataset: FolderDataset, preset: EvalPreset):
+        self.dataset, self.preset = dataset, preset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.preset(self.dataset.load(index))[None], np.array([NO_LABEL]), np.array([NO_LABEL])
+
+
+@dataclasses.dataclass
+class ViewCache:
+    """Trunk outputs of every view; view v of image i is row i * views_per_image + v."""
+
+    trunk: torch.Tensor  # (N, C, H, W) float16
+    early: torch.Tensor  # (N, E) float16
+    colours: torch.Tensor  # (N,) long
+    patterns: torch.Tensor  # (N,) long
+    views_per_image: int
+
+    def save(self, path: Path) -> None:
+        torch.save(dataclasses.asdict(self), path)
+
+    @classmethod
+    def load(cls, path: Path) -> ViewCache:
+        return cls(**torch.load(path, weights_only=True))
+
+
+class TrunkOutputs(nn.Module):
+    def __init__(self, embedder: Embedder):
+        super().__init__()
+        self.embedder = embedder
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.embedder.trunk(images)
+
+
+def render_cache(views: Dataset, views_per_image: int, trunk: OnnxEmbedder, *, workers: int, desc: str) -> ViewCache:
+    """Render all views (in `workers` processes) and push them through the trunk (ONNX Runtime)."""
+    loader = DataLoader(views, batch_size=8, num_workers=workers, collate_fn=lambda items: items)
+    trunks, earlies, colours, patterns = [], [], [], []
+    with tqdm(total=len(views), unit="img", desc=desc) as progress:
+        for items in loader:
+            pixels = np.concatenate([item[0] for item in items])
+            outputs = trunk(pixels)
+            trunks.append(torch.from_numpy(outputs["trunk"]).half())
+            earlies.append(torch.from_numpy(outputs["early"]).half())
+            colours += [torch.from_numpy(item[1]) for item in items]
+            patterns += [torch.from_numpy(item[2]) for item in items]
+            progress.update(len(items))
+    return ViewCache(torch.cat(trunks), torch.cat(earlies), torch.cat(colours).long(), torch.cat(patterns).long(), views_per_image)
+
+
+def cached(path: Path, build) -> ViewCache:
+    if path.is_file():
+        log.info("reusing cached views %s", path)
+        return ViewCache.load(path)
+    cache = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cache.save(path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return cache
+
+
+def cache_key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+
+
+def instance_loss(embeddings: torch.Tensor, image_ids: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent over a batch where rows with the same image id are positives."""
+    similarity = embeddings @ embeddings.T / temperature
+    self_mask = torch.eye(len(embeddings), dtype=torch.bool)
+    similarity = similarity.masked_fill(self_mask, float("-inf"))
+    positives = (image_ids[:, None] == image_ids[None, :]) & ~self_mask
+    log_prob = similarity - torch.logsumexp(similarity, dim=1, keepdim=True)
+    return -(log_prob.masked_fill(~positives, 0).sum(1) / positives.sum(1).clamp_min(1)).mean()
+
+
+def quantization_loss(embeddings: torch.Tensor) -> torch.Tensor:
+    """Zero when every component of the unit vector is +-1/sqrt(d): then sign codes lose nothing."""
+    return ((embeddings.abs() * math.sqrt(embeddings.shape[1]) - 1) ** 2).mean()
+
+
+def bit_balance_loss(embeddings: torch.Tensor) -> torch.Tensor:
+    """Zero when each bit is set for half of the batch: balanced bits carry the most information."""
+    soft_bits = torch.tanh(3 * embeddings * math.sqrt(embeddings.shape[1]))
+    return (soft_bits.mean(0) ** 2).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def pick_views(image_ids: torch.Tensor, cache: ViewCache, shape_views: int, generator: torch.Generator) -> torch.Tensor:
+    """Two views per image: a crop or photo, and another view (a repainted one half of the time)."""
+    n, per_image = len(image_ids), cache.views_per_image
+    first = torch.randint(0, shape_views, (n,), generator=generator)
+    other = (first + torch.randint(1, shape_views, (n,), generator=generator)) % shape_views
+    if per_image > shape_views:
+        recoloured = torch.randint(shape_views, per_image, (n,), generator=generator)
+        other = torch.where(torch.rand(n, generator=generator) < 0.5, recoloured, other)
+    rows = image_ids * per_image
+    return torch.cat([rows + first, rows + other])
+
+
+def losses(model: Embedder, cache: ViewCache, rows: torch.Tensor, image_ids: torch.Tensor, labels: torch.Tensor, args) -> dict:
+    shape, color = model.embed_from_trunk(cache.trunk[rows].float(), cache.early[rows].float())
+    shape_unit, color_unit = F.normalize(shape, dim=1), F.normalize(color, dim=1)
+    shape_logits = model.shape_classifier(shape)
+    terms = {
+        "category": F.cross_entropy(shape_logits, labels, label_smoothing=args.label_smoothing),
+        "instance": args.instance_weight * instance_loss(shape_unit, image_ids, args.temperature),
+        "binary": args.quant_weight * (quantization_loss(shape_unit) + quantization_loss(color_unit))
+        + args.balance_weight * (bit_balance_loss(shape_unit) + bit_balance_loss(color_unit)),
+    }
+    painted = cache.colours[rows] != NO_LABEL
+    if painted.any():
+        terms["colour"] = F.cross_entropy(model.colour_classifier(color[painted]), cache.colours[rows][painted]) + F.cross_entropy(
+            model.pattern_classifier(color[painted]), cache.patterns[rows][painted]
+        )
+    terms["accuracy"] = (shape_logits.argmax(1) == labels).float().mean().detach()
+    return terms
+
+
+def train_one_epoch(model, cache, targets, optimizer, scheduler, epoch, args) -> dict:
+    model.train()
+    generator = torch.Generator().manual_seed(args.seed * 1000 + epoch)
+    order = torch.randperm(len(targets), generator=generator)
+    batches = order.split(args.batch_size)
+    totals: dict[str, float] = {}
+    with tqdm(batches, desc=f"epoch {epoch}", unit="batch") as progress:
+        for image_ids in progress:
+            rows = pick_views(image_ids, cache, args.crop_views + args.photo_views, generator)
+            ids = torch.cat([image_ids, image_ids])
+            terms = losses(model, cache, rows, ids, targets[ids], args)
+            loss = sum(value for name, value in terms.items() if name != "accuracy")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach())
+            progress.set_postfix(loss=f"{float(loss):.3f}", acc=f"{float(terms['accuracy']):.3f}")
+    return {name: value / len(batches) for name, value in totals.items()}
+
+
+@torch.no_grad()
+def evaluate(model: Embedder, cache: ViewCache, targets: torch.Tensor) -> dict:
+    model.eval()
+    correct = 0
+    for rows in torch.arange(len(targets)).split(256):
+        shape, _ = model.embed_from_trunk(cache.trunk[rows].float(), cache.early[rows].float())
+        correct += int((model.shape_classifier(shape).argmax(1) == targets[rows]).sum())
+    return {"val_top1": correct / len(targets)}
+
+
+def build_model(classes: list[str], args) -> Embedder:
+    config = EmbedderConfig(
+        heads="trained",
+        trunk_stages=args.trunk_stages,
+        embed_dim=args.embed_dim,
+        hidden_dim=args.hidden_dim,
+        shape_classes=classes,
+        colour_classes=list(COLOURS),
+        pattern_classes=list(PATTERNS),
+        seed=args.seed,
+    )
+    return Embedder(config)
+
+
+def make_optimizer(model: Embedder, steps: int, args):
+    top = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith("backbone.")]
+    heads = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("backbone.")]
+    optimizer = torch.optim.AdamW(
+        [{"params": top, "lr": args.top_lr}, {"params": heads, "lr": args.lr}], weight_decay=args.weight_decay
+    )
+    warmup = max(1, int(steps * args.warmup_fraction))
+    schedule = lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))  # noqa: E731
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def prepare_caches(model: Embedder, train_set: FolderDataset, val_set: FolderDataset, fingerprint: str, args):
+    view_args = (args.crop_views, args.photo_views, args.recolour_views, args.seed, model.config.trunk_stages, args.limit)
+    key = cache_key(fingerprint, view_args, data_fingerprint(val_set))
+    trunk_path = args.cache_dir / f"trunk-{key}.onnx"
+    if not trunk_path.is_file():
+        export_onnx(TrunkOutputs(model).eval(), trunk_path, EvalPreset().crop_size, names=["trunk", "early"])
+    trunk = OnnxEmbedder(trunk_path)
+    views = TrainingViews(
+        train_set, args.mask_dir, crops=args.crop_views, photos=args.photo_views, recolours=args.recolour_views, seed=args.seed
+    )
+    train_cache = cached(
+        args.cache_dir / f"train-{key}.pt",
+        lambda: render_cache(views, views.views_per_image, trunk, workers=args.workers, desc="rendering views"),
+    )
+    val_cache = cached(
+        args.cache_dir / f"val-{key}.pt",
+        lambda: render_cache(EvalViews(val_set, EvalPreset()), 1, trunk, workers=args.workers, desc="validation views"),
+    )
+    return train_cache, val_cache
+
+
+def limited(dataset: FolderDataset, limit: int | None, seed: int) -> FolderDataset:
+    """Keep `limit` images, spread over classes (for quick runs and tests)."""
+    if not limit or limit >= len(dataset):
+        return dataset
+    order = np.random.default_rng(seed).permutation(len(dataset))[:limit]
+    dataset.samples = [dataset.samples[i] for i in sorted(order)]
+    return dataset
+
+
+def main(args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train_set = limited(FolderDataset(args.data_dir / "train"), args.limit, args.seed)
+    val_set = limited(FolderDataset(args.data_dir / "validation", classes=train_set.classes), args.limit, args.seed)
+    fingerprint = data_fingerprint(train_set)
+    model = build_model(train_set.classes, args)
+    (args.out / "config.json").write_text(json.dumps({"args": vars(args), "model_args": model.config.to_dict(), "data_fingerprint": fingerprint}, indent=2, default=str))
+
+    train_cache, val_cache = prepare_caches(model, train_set, val_set, fingerprint, args)
+    train_targets = torch.tensor([s.label for s in train_set.samples])
+    val_targets = torch.tensor([s.label for s in val_set.samples])
+    steps = args.epochs * math.ceil(len(train_set) / args.batch_size)
+    optimizer, scheduler = make_optimizer(model, steps, args)
+    start_epoch, history = 0, []
+    checkpoint_path = args.out / "checkpoint.pth"
+    if args.resume and checkpoint_path.is_file():
+        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        start_epoch, history = checkpoint["epoch"] + 1, checkpoint["history"]
+        log.info("resumed from epoch %d", checkpoint["epoch"])
+
+    for epoch in range(start_epoch, args.epochs):
+        started = time.perf_counter()
+        record = {"epoch": epoch, **train_one_epoch(model, train_cache, train_targets, optimizer, scheduler, epoch, args)}
+        record.update(evaluate(model, val_cache, val_targets), seconds=round(time.perf_counter() - started, 1))
+        history.append(record)
+        log.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
+        torch.save(
+            {
+                "model_args": model.config.to_dict(),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "history": history,
+                "args": vars(args),
+                "data_fingerprint": fingerprint,
+            },
+            checkpoint_path,
+        )
+    (args.out / "history.json").write_text(json.dumps(history, indent=2))
+    return history[-1] if history else {}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=get_settings().clothing_dir, help="folder with train/ and validation/")
+    parser.add_argument("--out", type=Path, default=Path("var/train/embedder"))
+    parser.add_argument("--cache-dir", type=Path, default=Path("var/cache"), help="trunk outputs of rendered views")
+    parser.add_argument("--mask-dir", type=Path, default=Path("var/masks-320"), help="garment masks of the working-size photos (computed on a miss)")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (two views each)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="heads' learning rate")
+    parser.add_argument("--top-lr", type=float, default=3e-4, help="fine-tuned backbone stages' learning rate")
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--warmup-fraction", type=float, default=0.05)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--instance-weight", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=0.1)
+    parser.add_argument("--quant-weight", type=float, default=0.5)
+    parser.add_argument("--balance-weight", type=float, default=0.5)
+    parser.add_argument("--trunk-stages", type=int, default=6, help="frozen, cached backbone stages (of 7)")
+    parser.add_argument("--crop-views", type=int, default=2)
+    parser.add_argument("--photo-views", type=int, default=1)
+    parser.add_argument("--recolour-views", type=int, default=2)
+    parser.add_argument("--embed-dim", type=int, default=128, help="code length in bits")
+    parser.add_argument("--hidden-dim", type=int, default=512)
+    parser.add_argument("--limit", type=int, help="use this many images of each split (quick runs, tests)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="processes rendering views")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth")
+    return parser
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    main(get_args_parser().parse_args())
