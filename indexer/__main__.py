@@ -17,10 +17,10 @@ from pathlib import Path
 from indexer.pipeline import index_offers, load_local_image
 from indexer.sources import iter_folder_offers
 from lookalike.engines import load_embedder
-from lookalike.mapping import CategoryMapping, UnmappedReport
+from lookalike.mapping import CategoryMapping, MappingError, UnmappedReport
 from lookalike.preprocess import EvalPreset
 from lookalike.settings import get_settings
-from lookalike.store import open_store
+from lookalike.store import SchemaMismatchError, StoreBusyError, open_store
 from lookalike.taxonomy import Rubricator, load_rubricator
 
 log = logging.getLogger("indexer")
@@ -96,7 +96,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = get_args_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (FileNotFoundError, MappingError, StoreBusyError, SchemaMismatchError) as error:
+        log.error("%s", error)  # the user's input or setup is wrong: say so, no traceback
+        return 2
 
 
 if __name__ == "__main__":

@@ -206,6 +206,12 @@ def pick_views(image_ids: torch.Tensor, cache: ViewCache, shape_views: int, gene
     return torch.cat([rows + first, rows + other])
 
 
+def sign_codes(unit: torch.Tensor) -> torch.Tensor:
+    """sign(z)/sqrt(d) forward, identity backward (straight-through): trains what search compares."""
+    codes = torch.sign(unit) / math.sqrt(unit.shape[1])
+    return unit + (codes - unit).detach()
+
+
 def losses(model: Embedder, cache: ViewCache, rows: torch.Tensor, image_ids: torch.Tensor, labels: torch.Tensor, args) -> dict:
     shape, color = model.embed_from_trunk(cache.trunk[rows].float(), cache.early[rows].float())
     shape_unit, color_unit = F.normalize(shape, dim=1), F.normalize(color, dim=1)
@@ -213,6 +219,7 @@ def losses(model: Embedder, cache: ViewCache, rows: torch.Tensor, image_ids: tor
     terms = {
         "category": F.cross_entropy(shape_logits, labels, label_smoothing=args.label_smoothing),
         "instance": args.instance_weight * instance_loss(shape_unit, image_ids, args.temperature),
+        "code_instance": args.code_weight * instance_loss(sign_codes(shape_unit), image_ids, args.temperature),
         "binary": args.quant_weight * (quantization_loss(shape_unit) + quantization_loss(color_unit))
         + args.balance_weight * (bit_balance_loss(shape_unit) + bit_balance_loss(color_unit)),
     }
@@ -243,7 +250,7 @@ def train_one_epoch(model, cache, targets, optimizer, scheduler, epoch, args) ->
             scheduler.step()
             for name, value in terms.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach())
-            progress.set_postfix(loss=f"{float(loss):.3f}", acc=f"{float(terms['accuracy']):.3f}")
+            progress.set_postfix(loss=f"{float(loss.detach()):.3f}", acc=f"{float(terms['accuracy']):.3f}")
     return {name: value / len(batches) for name, value in totals.items()}
 
 
@@ -375,6 +382,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--instance-weight", type=float, default=1.0)
     parser.add_argument("--temperature", type=float, default=0.1)
+    parser.add_argument("--code-weight", type=float, default=0.0, help="instance term on straight-through sign codes")
     parser.add_argument("--quant-weight", type=float, default=0.5)
     parser.add_argument("--balance-weight", type=float, default=0.5)
     parser.add_argument("--trunk-stages", type=int, default=6, help="frozen, cached backbone stages (of 7)")
