@@ -190,11 +190,12 @@ class _Store:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         return self._rows(vectors, "query vectors")
 
-    def _query(self, vector: np.ndarray, using: str, top_k: int) -> np.ndarray:
+    def search(self, vector: np.ndarray, **options) -> list[Hit]:
+        """One query: a batch of one (see `VectorStore.search`)."""
         vector = np.asarray(vector)
         if vector.ndim != 1:
             raise ValueError(f"vector must have shape ({self.dim},), got {vector.shape}")
-        return self._queries(vector[None, :], using, top_k)
+        return self.search_batch(vector[None, :], **options)[0]
 
 
 def _payload(offer: Offer) -> dict:

@@ -193,22 +193,6 @@ class EdgeStore(_Store):
             info.segments_count,
         )
 
-    def search(
-        self,
-        vector: np.ndarray,
-        *,
-        using: VectorName = "shape",
-        top_k: int = 10,
-        category_id: int | None = None,
-        shop: str | None = None,
-        gender: str | None = None,
-        color: str | None = None,
-        exact: bool = False,
-    ) -> list[Hit]:
-        query = self._query(vector, using, top_k)[0]
-        request = self._request(query, using, top_k, _match_conditions(category_id, shop, gender, color), exact)
-        return [_hit(point) for point in self._live().query(request)]
-
     def search_batch(
         self,
         vectors: np.ndarray,

@@ -158,32 +158,6 @@ class ServerStore(_Store):
                 )
             time.sleep(self.poll_interval_s)
 
-    def search(
-        self,
-        vector: np.ndarray,
-        *,
-        using: VectorName = "shape",
-        top_k: int = 10,
-        category_id: int | None = None,
-        shop: str | None = None,
-        gender: str | None = None,
-        color: str | None = None,
-        exact: bool = False,
-    ) -> list[Hit]:
-        query = self._query(vector, using, top_k)[0]
-        query_filter = _filter(_match_conditions(category_id, shop, gender, color))
-        response = self._live().query_points(
-            self.collection,
-            query=query.tolist(),
-            using=using,
-            limit=top_k,
-            query_filter=query_filter,
-            search_params=self._search_params(exact, query_filter),
-            with_payload=True,
-            with_vectors=False,
-        )
-        return [_hit(point) for point in response.points]
-
     def search_batch(
         self,
         vectors: np.ndarray,
