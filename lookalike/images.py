@@ -31,7 +31,9 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
             image.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except UnidentifiedImageError:
+        raise ImageError("not a supported image: expected JPEG, PNG, WebP, GIF, BMP or TIFF") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageError(f"not a supported image: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"the image is damaged: {error}") from None

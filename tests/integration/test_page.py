@@ -52,5 +52,5 @@ def test_bad_file_shows_the_error(page, server, tmp_path):
     page.set_input_files("#image", str(not_an_image))
     page.click("button[type=submit]")
     page.wait_for_selector("#status.error")
-    assert "400" in page.inner_text("#status")
+    assert "400" in page.inner_text("#status") and "not a supported image" in page.inner_text("#status")
     assert page.locator(".product").count() == 0
