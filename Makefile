@@ -16,7 +16,7 @@ EMBEDDER := $(VAR)/.embedder
 # The trained embedder the repository ships (ONNX + metadata); `make train` remakes it.
 ARTIFACT := training/artifacts/embedder
 TRAIN_RUN := $(VAR)/train/embedder
-REPORT := reports/embedder
+REPORT := training/reports/embedder
 CATALOG := $(VAR)/.demo-catalog
 
 .DEFAULT_GOAL := help
