@@ -385,7 +385,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--code-weight", type=float, default=1.0, help="instance term on straight-through sign codes")
     parser.add_argument("--quant-weight", type=float, default=1.0)
     parser.add_argument("--balance-weight", type=float, default=0.5)
-    parser.add_argument("--trunk-stages", type=int, default=6, help="frozen, cached backbone stages (of 7)")
+    parser.add_argument("--trunk-stages", type=int, default=5, help="frozen, cached backbone stages (of 7)")
     parser.add_argument("--crop-views", type=int, default=2)
     parser.add_argument("--photo-views", type=int, default=1)
     parser.add_argument("--recolour-views", type=int, default=2)
