@@ -28,7 +28,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +37,9 @@ import numpy as np
 from tqdm import tqdm
 
 from lookalike.codec import binarize
-from lookalike.engines import EMBEDDER_FILE, OnnxEmbedder
-from lookalike.preprocess import EvalPreset
 from training.baselines import FeatureCache, build_baselines, pixel_digests
-from training.colors import PATTERNS, ColorLabel, load_mask, random_label, recolor
-from training.datasets import FolderDataset, data_fingerprint, load_image
-from training.photo import PhotoLikeQuery
+from training.colors import PATTERNS
+from training.eval_data import EvalData, ModelUnderTest, load_eval_data, load_model
 from training.report import (
     ExampleRow,
     Picture,
@@ -61,7 +58,7 @@ ALL_BASELINES = ("phash", "dhash", "whash", "colorhash", "hsv", "imagenet")
 NON_NEURAL = frozenset({"phash", "dhash", "whash", "colorhash", "hsv"})  # the baselines to beat "by a wide margin"
 CURVE_KS = np.arange(1, 51)
 TOP_K = 10
-RECOLOUR_STREAM = 1  # keeps the repainting's random numbers apart from PhotoLikeQuery's (seed, index)
+SHORTLIST_FACTOR = 8  # the store's default oversampling (LOOKALIKE_OVERSAMPLING)
 TIMING_IMAGES = 32
 RECALLS = ("instance_recall@1", "instance_recall@10", "other_colour_recall@10")
 
@@ -100,158 +97,13 @@ crop, and has one vector per task: `shape` for instance, category and other-colo
 
 Similarity: cosine for float vectors (the HSV histogram: Bhattacharyya coefficient, as the
 cosine of square-rooted histograms); Hamming distance for codes (the model's *binary* rows are
-the sign bits of the same vectors, `lookalike.codec.binarize`). Ties, frequent among 64-bit
+the sign bits of the same vectors, `lookalike.codec.binarize`). Two more rows show how the
+store searches its 1-bit index: *float query, binary index* scores the unit float query against
+the catalogue's +-1 sign codes (Qdrant's binary quantisation with `query_encoding` scalar8bits,
+less its 8-bit rounding of the query); *served* takes that score's best {shortlist} items and
+re-ranks them by the float vectors (oversampling {oversampling} x 10 with rescoring, the service's
+defaults), ranking the rest below them. Ties, frequent among 64-bit
 hashes, count at their expected rank under a random order among the tied items."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Models
-
-
-@dataclass
-class ModelUnderTest:
-    name: str
-    embedder: OnnxEmbedder
-    preset: EvalPreset
-    shape_classes: list[str]
-    heads: str
-
-
-def load_model(tag: str, onnx_path: Path | None = None) -> ModelUnderTest:
-    """The embedder `tag` from the BentoML model store, or the graph at `onnx_path`.
-
-    The graph's metadata (preprocessing, class names) comes from its shipped sidecar
-    (`X.onnx` -> `X.json`, see `lookalike.modelstore`) when there is one, else from `tag` in the
-    model store, else the defaults.
-    """
-    if onnx_path is None:
-        stored = _stored_model(tag)
-        return _model(str(stored.tag), stored.path_of(EMBEDDER_FILE), dict(stored.info.metadata))
-    sidecar = onnx_path.with_suffix(".json")
-    if sidecar.is_file():
-        return _model(str(onnx_path), onnx_path, json.loads(sidecar.read_text(encoding="utf-8")))
-    try:
-        metadata = dict(_stored_model(tag).info.metadata)
-    except LookupError:
-        log.warning("no %s and no %s in the model store: default preprocessing for %s", sidecar, tag, onnx_path)
-        metadata = {}
-    return _model(str(onnx_path), onnx_path, metadata)
-
-
-def _stored_model(tag: str):
-    import bentoml
-
-    try:
-        return bentoml.models.get(tag)
-    except bentoml.exceptions.NotFound as error:
-        raise LookupError(f"{tag} is not in the model store ({os.environ.get('BENTOML_HOME', '~/bentoml')})") from error
-
-
-def _model(name: str, path: str | Path, metadata: dict) -> ModelUnderTest:
-    config = metadata.get("config", {})
-    return ModelUnderTest(
-        name=name,
-        embedder=OnnxEmbedder(path),
-        preset=EvalPreset.from_dict(metadata["preprocess"]) if "preprocess" in metadata else EvalPreset(),
-        shape_classes=list(config.get("shape_classes", [])),
-        heads=config.get("heads", "unknown"),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Data: every image of the protocol, decoded once, as preset pixels in one array
-
-
-@dataclass
-class EvalData:
-    classes: list[str]
-    pixels: np.ndarray  # (N, crop, crop, 3) uint8: the parts below, in this order
-    parts: dict[str, slice]  # "centre" (validation), "catalogue" (train), "queries", "recoloured"
-    val_labels: np.ndarray
-    train_labels: np.ndarray
-    recolour_source: np.ndarray  # validation position of each repainting
-    recolour_labels: list[ColorLabel]
-    fingerprint: str
-
-    def count(self, part: str) -> int:
-        return self.parts[part].stop - self.parts[part].start
-
-
-@dataclass(frozen=True)
-class ValidationViews:
-    """Makes a validation image's preset crop, its photo-like query and its repaintings."""
-
-    preset: EvalPreset
-    mask_root: Path
-    mask_cache: Path
-    seed: int
-    recolours: int
-
-    def __call__(self, item: tuple[int, Path]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[ColorLabel]]:
-        index, path = item
-        image = load_image(path)
-        mask = load_mask(self.mask_cache, self.mask_root, path, image=image)
-        query = PhotoLikeQuery(self.seed)(image, mask, index)
-        rng = np.random.default_rng([self.seed, RECOLOUR_STREAM, index])
-        labels = distinct_colour_labels(rng, self.recolours)
-        repainted = [self.preset(recolor(image, mask, label, rng)) for label in labels]
-        return self.preset(image), self.preset(query), repainted, labels
-
-
-def distinct_colour_labels(rng: np.random.Generator, count: int) -> list[ColorLabel]:
-    """`count` random labels whose (first) colours differ, so each repainting is another colour."""
-    labels: list[ColorLabel] = []
-    while len(labels) < count:
-        label = random_label(rng)
-        if label.colour not in {other.colour for other in labels}:
-            labels.append(label)
-    return labels
-
-
-def subset(size: int, limit: int | None, rng: np.random.Generator) -> np.ndarray:
-    if limit is None or limit >= size:
-        return np.arange(size)
-    return np.sort(rng.choice(size, limit, replace=False))
-
-
-def threaded_map(function: Callable, items: Sequence, workers: int, desc: str):
-    """`function` over `items` in threads (PIL and OpenCV release the GIL), in order, with a progress bar."""
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        yield from tqdm(pool.map(function, items), total=len(items), desc=desc, unit="img", dynamic_ncols=True)
-
-
-def load_eval_data(args: argparse.Namespace, preset: EvalPreset) -> EvalData:
-    train = FolderDataset(args.data_dir / "train")
-    val = FolderDataset(args.data_dir / "validation", classes=train.classes)
-    rng = np.random.default_rng(args.seed)
-    val_rows = subset(len(val), args.limit, rng)
-    train_limit = None if args.limit is None else round(args.limit * len(train) / len(val))
-    train_rows = subset(len(train), train_limit, rng)
-    n, m, r = len(val_rows), len(train_rows), args.recolours
-    parts = {"centre": slice(0, n), "catalogue": slice(n, n + m), "queries": slice(n + m, 2 * n + m)}
-    parts["recoloured"] = slice(2 * n + m, 2 * n + m + n * r)
-    pixels = np.empty((2 * n + m + n * r, preset.crop_size, preset.crop_size, 3), np.uint8)
-    labels: list[ColorLabel] = []
-    views = ValidationViews(preset, args.data_dir, args.mask_cache, args.seed, r)
-    items = [(int(i), val.samples[i].path) for i in val_rows]  # the dataset index seeds the query
-    for row, (centre, query, repainted, drawn) in enumerate(threaded_map(views, items, args.workers, "queries")):
-        pixels[row], pixels[n + m + row] = centre, query
-        pixels[2 * n + m + row * r : 2 * n + m + (row + 1) * r] = repainted
-        labels += drawn
-    train_paths = [train.samples[i].path for i in train_rows]
-    for row, crop in enumerate(threaded_map(lambda p: preset(load_image(p)), train_paths, args.workers, "catalogue")):
-        pixels[n + row] = crop
-    val_paths = [val.samples[i].path for i in val_rows]
-    return EvalData(
-        classes=train.classes,
-        pixels=pixels,
-        parts=parts,
-        val_labels=np.array(val.targets)[val_rows],
-        train_labels=np.array(train.targets)[train_rows],
-        recolour_source=np.repeat(np.arange(n), r),
-        recolour_labels=labels,
-        fingerprint=data_fingerprint(val_paths + train_paths),
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,16 +154,29 @@ def milliseconds_per_image(function: Callable, pixels: np.ndarray, repeats: int 
     return 1000 * best / len(sample)
 
 
-def model_methods(model: ModelUnderTest, pixels: np.ndarray, batch_size: int) -> tuple[list[Method], np.ndarray | None]:
-    """The model's float and binary rows, and its category logits (None without a classifier)."""
+def model_methods(
+    model: ModelUnderTest, pixels: np.ndarray, batch_size: int, *, index_rows: bool = True
+) -> tuple[list[Method], np.ndarray | None]:
+    """The model's rows and its category logits (None without a classifier).
+
+    Rows: float vectors, binary codes (both sides), and with `index_rows` the two ways the store
+    can search a 1-bit index: a float query against the codes, and the service's search (that
+    shortlist, SHORTLIST_FACTOR x k items, rescored by the float vectors).
+    """
     outputs = run_batches(model.embedder, pixels, batch_size, 1, f"embed {model.name}")
     speed = milliseconds_per_image(model.embedder, pixels)
-    float_shape, float_color = Features(outputs["shape"], "cosine"), Features(outputs["color"], "cosine")
-    codes = Features(binarize(outputs["shape"]), "hamming"), Features(binarize(outputs["color"]), "hamming")
-    rows = [
-        Method(f"{model.name} float", "float", model.name, float_shape.describe(), float_shape, float_color, speed),
-        Method(f"{model.name} binary", "binary", model.name, codes[0].describe(), *codes, speed),
-    ]
+    shape, color = outputs["shape"], outputs["color"]
+    variants = [("float", "float", "cosine", 0), ("binary", "binary", "hamming", 0)]
+    if index_rows:
+        variants += [
+            ("asymmetric", "float query, binary index", "asymmetric", 0),
+            ("served", "served: binary index, rescored", "rescored", SHORTLIST_FACTOR * TOP_K),
+        ]
+    rows = []
+    for key, label, metric, shortlist in variants:
+        encode = binarize if metric == "hamming" else np.asarray
+        features = Features(encode(shape), metric, shortlist), Features(encode(color), metric, shortlist)
+        rows.append(Method(f"{model.name} {label}", key, model.name, features[0].describe(), *features, speed))
     return rows, outputs.get("category_logits")
 
 
@@ -434,8 +299,9 @@ def evaluate_methods(methods: list[Method], data: EvalData, logits: dict[str, np
         if logits.get(model.name) is not None:
             classification = classify(logits[model.name][data.parts["centre"]], model, data)
             results.classifications[model.name] = classification
-            for suffix in ("float", "binary"):
-                results.metrics[f"{model.name} {suffix}"]["classifier_top1"] = classification.top1
+            for method in methods:
+                if method.model == model.name:
+                    results.metrics[method.name]["classifier_top1"] = classification.top1
     return results
 
 
@@ -548,7 +414,7 @@ def flat_metrics(
 def encode_all(models: list[ModelUnderTest], data: EvalData, args) -> tuple[list[Method], dict[str, np.ndarray]]:
     methods, logits = [], {}
     for model in models:
-        rows, logits[model.name] = model_methods(model, data.pixels, args.batch_size)
+        rows, logits[model.name] = model_methods(model, data.pixels, args.batch_size, index_rows=model is models[0])
         methods += rows
     cache = FeatureCache(args.cache_dir)
     digests = pixel_digests(data.pixels)
@@ -596,7 +462,17 @@ def write_full_report(args, models, methods, results, data, seconds: float) -> P
     others = args.recolours - 1
     sections = [
         Section("Results", [results_table(methods, results), curves]),
-        Section("Protocol", [PROTOCOL.format(recolours=args.recolours, others=others)]),
+        Section(
+            "Protocol",
+            [
+                PROTOCOL.format(
+                    recolours=args.recolours,
+                    others=others,
+                    shortlist=SHORTLIST_FACTOR * TOP_K,
+                    oversampling=SHORTLIST_FACTOR,
+                )
+            ],
+        ),
         classifier_section(models, results, out),
         Section("Category retrieval per class", [per_class_table(methods, results, data)]),
         Section("Examples", [instance_examples(methods[0], data, args.examples, args.seed, out)]),

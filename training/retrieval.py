@@ -1,13 +1,17 @@
 """Retrieval metrics on similarity matrices: tie-aware recall@k and precision@k.
 
 Scores are similarities, higher is nearer: cosine for float vectors, minus the Hamming distance
-for binary codes. Codes have few distinct distances (65 for a 64-bit hash), so many catalogue
-items tie, and a sort would break ties by catalogue order, flattering or punishing a method by
-chance. Every metric here is instead the exact expectation over a uniformly random order among
-tied items: an item with `better` items scoring strictly higher and `tied` other items scoring
-the same lands on each of the ranks better+1 .. better+tied+1 with equal probability, so it is
-in the top k with probability clip((k - better) / (tied + 1), 0, 1). Excluded items (a query's
-own source image, for instance) are neither ranked nor counted.
+for binary codes; for float queries against a catalogue of codes (Qdrant's binary quantisation
+with a scalar query encoding), the dot product of the unit query with the codes' +-1 signs; and
+for the search the service runs, that score's shortlist of `shortlist` items rescored by cosine.
+
+Codes have few distinct distances (65 for a 64-bit hash), so many catalogue items tie, and a sort
+would break ties by catalogue order, flattering or punishing a method by chance. Every metric here
+is instead the exact expectation over a uniformly random order among tied items: an item with
+`better` items scoring strictly higher and `tied` other items scoring the same lands on each of
+the ranks better+1 .. better+tied+1 with equal probability, so it is in the top k with probability
+clip((k - better) / (tied + 1), 0, 1). Excluded items (a query's own source image, for instance)
+are neither ranked nor counted.
 """
 
 from __future__ import annotations
@@ -16,17 +20,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lookalike.codec import l2_normalize, unpack
+from lookalike.codec import binarize, l2_normalize, unpack
 
-METRICS = ("cosine", "hamming")
+METRICS = ("cosine", "hamming", "asymmetric", "rescored")
 
 
 @dataclass(frozen=True)
 class Features:
-    """Vectors of one method for a set of images: floats compared by cosine, or packed uint8 codes by Hamming."""
+    """Vectors of one method for a set of images and how they are compared.
+
+    - "cosine": float vectors;
+    - "hamming": packed uint8 codes, both sides;
+    - "asymmetric": float vectors; the catalogue side is compared by its sign bits only, the query
+      keeps its floats (what a 1-bit index with a scalar-quantised query sees);
+    - "rescored": float vectors; the `shortlist` best by the asymmetric score, re-ranked by cosine,
+      above everything else (Qdrant's binary quantisation with oversampling and rescoring).
+    """
 
     vectors: np.ndarray
     metric: str
+    shortlist: int = 0
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -36,17 +49,22 @@ class Features:
         return len(self.vectors)
 
     def __getitem__(self, index) -> Features:
-        return Features(self.vectors[index], self.metric)
+        return Features(self.vectors[index], self.metric, self.shortlist)
 
     def describe(self) -> str:
+        dim = self.vectors.shape[-1]
         if self.metric == "hamming":
-            return f"Hamming, {self.vectors.shape[-1] * 8} bits"
-        return f"cosine, {self.vectors.shape[-1]}-d"
+            return f"Hamming, {dim * 8} bits"
+        if self.metric == "asymmetric":
+            return f"float query · {dim}-bit codes"
+        if self.metric == "rescored":
+            return f"{dim}-bit codes, top {self.shortlist} rescored"
+        return f"cosine, {dim}-d"
 
     @staticmethod
     def concatenate(parts: list[Features]) -> Features:
-        (metric,) = {part.metric for part in parts}
-        return Features(np.concatenate([part.vectors for part in parts]), metric)
+        ((metric, shortlist),) = {(part.metric, part.shortlist) for part in parts}
+        return Features(np.concatenate([part.vectors for part in parts]), metric, shortlist)
 
 
 def cosine_similarity(queries: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
@@ -62,12 +80,33 @@ def hamming_scores(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return -(signs_q.shape[1] - signs_q @ signs_c.T) / 2
 
 
+def asymmetric_scores(queries: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
+    """Unit float queries against the +-1 sign codes of the catalogue (the codec's sign rule)."""
+    return l2_normalize(queries) @ unpack(binarize(catalogue)).T
+
+
+def rescored_scores(queries: np.ndarray, catalogue: np.ndarray, shortlist: int) -> np.ndarray:
+    """Cosine within each query's asymmetric-score shortlist; the rest rank below, still by cosine."""
+    exact = cosine_similarity(queries, catalogue)
+    shortlist = min(shortlist, catalogue.shape[0])
+    coarse = asymmetric_scores(queries, catalogue)
+    chosen = np.argpartition(-coarse, shortlist - 1, axis=1)[:, :shortlist]
+    scores = exact - 4.0  # cosines lie in [-1, 1]: every shortlisted item ranks above every other
+    rows = np.arange(len(queries))[:, None]
+    scores[rows, chosen] = exact[rows, chosen]
+    return scores
+
+
 def similarity(queries: Features, catalogue: Features) -> np.ndarray:
     """(q, n) scores, higher is nearer."""
-    if queries.metric != catalogue.metric:
+    if (queries.metric, queries.shortlist) != (catalogue.metric, catalogue.shortlist):
         raise ValueError(f"cannot compare {queries.metric} queries with a {catalogue.metric} catalogue")
     if queries.metric == "hamming":
         return hamming_scores(queries.vectors, catalogue.vectors)
+    if queries.metric == "asymmetric":
+        return asymmetric_scores(queries.vectors, catalogue.vectors)
+    if queries.metric == "rescored":
+        return rescored_scores(queries.vectors, catalogue.vectors, queries.shortlist)
     return cosine_similarity(queries.vectors, catalogue.vectors)
 
 

@@ -7,8 +7,10 @@ One API, two backends that share the collection schema defined here:
 - `ServerStore` (`lookalike.store.server`): a Qdrant server or cluster through qdrant-client, used
   when `settings.qdrant_url` is set. Tests run it against qdrant-client's local mode.
 
-Schema: two named 128-d cosine vectors, binary quantisation kept in RAM and rescored with the
-original vectors (oversampling and `hnsw_ef` from the settings), HNSW m=16, ef_construct=100;
+Schema: two named 128-d cosine vectors, binary quantisation kept in RAM with an 8-bit scalar query
+encoding (the query keeps its magnitudes against the 1-bit codes: instance recall@1 of the codes'
+ranking 0.543 against 0.490 for 1-bit queries, `training.evaluate`), rescored with the original
+vectors (oversampling and `hnsw_ef` from the settings), HNSW m=16, ef_construct=100;
 payload = `Offer.model_dump()`, with indexes on the filtered fields. A point's id is derived from
 (shop, offer_id), so indexing an offer again overwrites it.
 

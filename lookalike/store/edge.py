@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from qdrant_edge import (
     BinaryQuantizationConfig,
+    BinaryQuantizationQueryEncoding,
     CountRequest,
     Distance,
     EdgeConfig,
@@ -121,7 +122,9 @@ class EdgeStore(_Store):
                 hnsw_config=HnswIndexConfig(
                     m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
                 ),
-                quantization_config=BinaryQuantizationConfig(always_ram=True),
+                quantization_config=BinaryQuantizationConfig(
+                    always_ram=True, query_encoding=BinaryQuantizationQueryEncoding.Scalar8Bits
+                ),
                 optimizers=EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb)
                 if indexing_threshold_kb is not None
                 else None,

@@ -106,7 +106,11 @@ class ServerStore(_Store):
                 hnsw_config=models.HnswConfigDiff(
                     m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
                 ),
-                quantization_config=models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True)),
+                quantization_config=models.BinaryQuantization(
+                    binary=models.BinaryQuantizationConfig(
+                        always_ram=True, query_encoding=models.BinaryQuantizationQueryEncoding.SCALAR8BITS
+                    )
+                ),
             )
             indexed = set()
             action = "created"

@@ -53,3 +53,25 @@ def test_export_checks_parity_ships_and_imports(trained, model_env, tmp_path):
     outputs = OnnxEmbedder(onnx_file)(np.zeros((2, 224, 224, 3), np.uint8))
     assert outputs["shape"].shape == (2, 64) and outputs["category_logits"].shape == (2, len(CATEGORIES))
     assert np.allclose(np.linalg.norm(outputs["color"], axis=1), 1.0, atol=1e-5)
+
+
+def test_evaluation_report_of_the_tiny_model(trained, model_env, tmp_path):
+    stem = tmp_path / "artifact" / "embedder"
+    run_python(["-m", "training.export", "--checkpoint", str(trained / "run" / "checkpoint.pth"), "--ship", str(stem)], model_env)
+    out = tmp_path / "report"
+    run_python(
+        [
+            "-m", "training.evaluate", "--onnx", str(stem.with_suffix(".onnx")), "--data-dir", str(trained / "data"),
+            "--out", str(out), "--baselines", "phash,hsv", "--cache-dir", "", "--mask-cache", str(tmp_path / "masks"),
+            "--recolours", "2", "--examples", "2",
+        ],
+        model_env,
+    )  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    for row in ("float", "binary", "asymmetric", "served"):
+        assert 0.0 <= metrics[f"{row}_instance_recall@1"] <= metrics[f"{row}_instance_recall@10"] <= 1.0
+    # The served search rescored a shortlist (8 x 10) longer than this tiny catalogue: it is exact.
+    assert metrics["served_instance_recall@10"] == pytest.approx(metrics["float_instance_recall@10"])
+    assert 0.0 <= metrics["classifier_top1"] <= 1.0 and "baseline_hsv_instance_recall@1" in metrics
+    report = (out / "report.md").read_text()
+    assert "served: binary index, rescored" in report and (out / "recall_at_k.png").stat().st_size > 0

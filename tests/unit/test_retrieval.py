@@ -119,3 +119,35 @@ def test_same_label_and_per_group_mean():
     assert np.array_equal(same_label([0, 1], [1, 0, 1]), [[False, True, False], [True, False, True]])
     means = per_group_mean(np.array([1.0, 0.0, 0.5]), np.array([0, 0, 2]), 3)
     assert means[0] == 0.5 and np.isnan(means[1]) and means[2] == 0.5
+
+
+def test_asymmetric_scores_compare_float_queries_with_catalogue_signs():
+    rng = np.random.default_rng(0)
+    queries, catalogue = rng.normal(size=(3, 16)), rng.normal(size=(5, 16))
+    expected = codec.l2_normalize(queries) @ np.sign(catalogue).T
+    scores = similarity(Features(queries, "asymmetric"), Features(catalogue, "asymmetric"))
+    assert np.allclose(scores, expected, atol=1e-5)
+
+
+def test_rescored_search_reranks_the_shortlist_by_cosine_and_puts_it_first():
+    rng = np.random.default_rng(1)
+    queries, catalogue = rng.normal(size=(4, 32)), rng.normal(size=(50, 32))
+    exact = similarity(Features(queries, "cosine"), Features(catalogue, "cosine"))
+    coarse = similarity(Features(queries, "asymmetric"), Features(catalogue, "asymmetric"))
+    scores = similarity(Features(queries, "rescored", 5), Features(catalogue, "rescored", 5))
+    for row in range(len(queries)):
+        shortlist = set(np.argsort(-coarse[row])[:5])
+        top = np.argsort(-scores[row])
+        assert set(top[:5]) == shortlist  # the shortlist ranks first ...
+        assert list(top[:5]) == sorted(shortlist, key=lambda i: -exact[row, i])  # ... in cosine order
+    wide = similarity(Features(queries, "rescored", 50), Features(catalogue, "rescored", 50))
+    assert np.allclose(wide, exact)  # a shortlist of everything is exact search
+
+
+def test_index_features_describe_themselves_and_keep_their_shortlist():
+    served = Features(np.zeros((2, 128)), "rescored", 80)
+    assert served.describe() == "128-bit codes, top 80 rescored"
+    assert served[:1].shortlist == 80 and Features.concatenate([served, served]).shortlist == 80
+    assert Features(np.zeros((1, 128)), "asymmetric").describe() == "float query · 128-bit codes"
+    with pytest.raises(ValueError, match="cannot compare"):
+        similarity(served, Features(np.zeros((1, 128)), "rescored", 10))

@@ -6,8 +6,15 @@ from PIL import Image
 
 torch = pytest.importorskip("torch", reason="training extras (torch) are not installed")
 
-from training.presets import TrainPreset  # noqa: E402
-from training.train_embedder import ViewCache, bit_balance_loss, instance_loss, pick_views, quantization_loss  # noqa: E402
+from training.presets import TrainPreset
+from training.train_embedder import (
+    CrossBatchMemory,
+    ViewCache,
+    bit_balance_loss,
+    instance_loss,
+    pick_views,
+    quantization_loss,
+)
 
 
 def test_quantization_loss_is_zero_exactly_for_sign_vectors():
@@ -33,6 +40,27 @@ def test_instance_loss_rewards_views_of_the_same_image_being_close():
     aligned = torch.cat([anchors, anchors])
     shuffled = torch.cat([anchors, anchors[torch.randperm(8, generator=generator)]])
     assert instance_loss(aligned, ids, 0.1) < instance_loss(shuffled, ids, 0.1)
+
+
+def test_cross_batch_memory_keeps_the_newest_views_detached():
+    memory = CrossBatchMemory(size=5)
+    for start in range(0, 12, 4):
+        memory.push(torch.full((4, 3), float(start), requires_grad=True), torch.arange(start, start + 4))
+    assert len(memory) == 5 and not memory.embeddings.requires_grad
+    assert memory.image_ids.tolist() == [8, 9, 10, 11, 4]
+
+
+def test_hard_memory_negatives_raise_the_instance_loss_and_far_ones_do_not():
+    generator = torch.Generator().manual_seed(0)
+    anchors = torch.nn.functional.normalize(torch.randn(4, 16, generator=generator), dim=1)
+    ids = torch.arange(4).repeat(2)
+    batch = torch.cat([anchors, anchors])
+    plain = instance_loss(batch, ids, 0.1)
+    hard, far = CrossBatchMemory(size=8), CrossBatchMemory(size=8)
+    hard.push(anchors, torch.arange(10, 14))  # look like the batch's images, but are others
+    far.push(-anchors, torch.arange(10, 14))
+    assert instance_loss(batch, ids, 0.1, hard) > plain + 0.5
+    assert instance_loss(batch, ids, 0.1, far) == pytest.approx(plain.item(), abs=1e-3)
 
 
 def test_pick_views_pairs_two_views_of_each_image():
