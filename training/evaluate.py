@@ -37,6 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lookalike.codec import binarize
+from lookalike.settings import Settings
 from training.baselines import FeatureCache, build_baselines, pixel_digests
 from training.colors import PATTERNS
 from training.eval_data import EvalData, ModelUnderTest, load_eval_data, load_model
@@ -58,7 +59,7 @@ ALL_BASELINES = ("phash", "dhash", "whash", "colorhash", "hsv", "imagenet")
 NON_NEURAL = frozenset({"phash", "dhash", "whash", "colorhash", "hsv"})  # the baselines to beat "by a wide margin"
 CURVE_KS = np.arange(1, 51)
 TOP_K = 10
-SHORTLIST_FACTOR = 8  # the store's default oversampling (LOOKALIKE_OVERSAMPLING)
+SHORTLIST_FACTOR = int(Settings.model_fields["oversampling"].default)  # the store's default oversampling
 TIMING_IMAGES = 32
 RECALLS = ("instance_recall@1", "instance_recall@10", "other_colour_recall@10")
 
