@@ -52,9 +52,9 @@ def rename_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return renamed
 
 
-def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
+def efficientnet_lite0(pretrained: bool = True, drop_path_rate: float = 0.0) -> nn.Module:
     """timm's tf_efficientnet_lite0 with the packaged ImageNet weights (1000-class head kept)."""
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, drop_path_rate=drop_path_rate)
     if pretrained:
         state_dict = torch.load(pretrained_weights_path(), map_location="cpu", weights_only=True)
         model.load_state_dict(rename_keys(state_dict), strict=True)

@@ -44,6 +44,11 @@ class EmbedderConfig:
     colour_classes: list[str] = field(default_factory=list)
     pattern_classes: list[str] = field(default_factory=list)
     classifier_scale: float = 16.0
+    # "mean": colour from whole-image means of the early stages; "garment": also their mean
+    # weighted by a learned attention map over the trunk features (where the garment is).
+    color_pooling: str = "mean"
+    drop_path_rate: float = 0.0  # stochastic depth in the fine-tuned stages (training only)
+    dropout: float = 0.0  # on the penultimate features before the heads (training only)
     seed: int = 0
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -81,6 +86,20 @@ class ProjectionHead(nn.Sequential):
         )
 
 
+class GarmentAttention(nn.Sequential):
+    """Trunk feature map -> softmax weights over its positions, learned from the colour losses.
+
+    Whole-image means mix the background's colour into the garment's; these weights let the
+    colour head look where the garment is.
+    """
+
+    def __init__(self, in_channels: int, hidden: int = 32):
+        super().__init__(nn.Conv2d(in_channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, 1, 1))
+
+    def forward(self, trunk_map: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(super().forward(trunk_map).flatten(1), dim=1)
+
+
 def _orthonormal_rows(rows: int, cols: int, generator: torch.Generator) -> torch.Tensor:
     gaussian = torch.randn(cols, rows, generator=generator)
     q, _ = torch.linalg.qr(gaussian)  # (cols, rows), orthonormal columns
@@ -105,19 +124,26 @@ class Embedder(nn.Module):
         if max(config.color_stages) >= config.trunk_stages:
             raise ValueError("color_stages must lie inside the frozen trunk")
         self.config = config
-        self.backbone = efficientnet_lite0(pretrained=config.pretrained)
+        if config.color_pooling not in ("mean", "garment"):
+            raise ValueError(f"unknown color_pooling {config.color_pooling!r}")
+        self.backbone = efficientnet_lite0(pretrained=config.pretrained, drop_path_rate=config.drop_path_rate)
         self.backbone.classifier = nn.Identity()  # ImageNet's 1000 classes are not ours
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1))
         self.early_dim = sum(self.backbone.blocks[s][-1].conv_pwl.out_channels for s in config.color_stages)
         penultimate_dim = self.backbone.num_features
+        self.dropout = nn.Dropout(config.dropout)
         if config.heads == "provisional":
             self.shape_head = nn.Linear(penultimate_dim, config.embed_dim)
             self.color_head = nn.Linear(self.early_dim, config.embed_dim)
             self._init_provisional_heads()
         elif config.heads == "trained":
             self.shape_head = ProjectionHead(penultimate_dim, config.hidden_dim, config.embed_dim)
-            self.color_head = ProjectionHead(self.early_dim + penultimate_dim, config.hidden_dim, config.embed_dim)
+            color_dim = self.early_dim * (2 if self.pools_garment else 1) + penultimate_dim
+            self.color_head = ProjectionHead(color_dim, config.hidden_dim, config.embed_dim)
+            if self.pools_garment:
+                trunk_dim = self.backbone.blocks[config.trunk_stages - 1][-1].conv_pwl.out_channels
+                self.garment_attention = GarmentAttention(trunk_dim)
             scale = config.classifier_scale
             self.shape_classifier = CosineClassifier(config.embed_dim, len(config.shape_classes), scale)
             self.colour_classifier = CosineClassifier(config.embed_dim, len(config.colour_classes), scale)
@@ -142,8 +168,16 @@ class Embedder(nn.Module):
         b = self.backbone
         return nn.ModuleList([b.conv_stem, b.bn1, *b.blocks[: self.config.trunk_stages]])
 
+    @property
+    def pools_garment(self) -> bool:
+        return self.config.heads == "trained" and self.config.color_pooling == "garment"
+
     def trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[0, 1] images -> (trunk feature map, pooled early-stage features): the frozen, cacheable part."""
+        """[0, 1] images -> (trunk feature map, early-stage features): the frozen, cacheable part.
+
+        Early features are pooled over the whole image, (n, E), or with garment pooling kept as
+        maps averaged down to the trunk map's size, (n, E, h, w), for the attention to weight.
+        """
         x = (images - self.mean) / self.std
         b = self.backbone
         x = b.bn1(b.conv_stem(x))
@@ -151,8 +185,10 @@ class Embedder(nn.Module):
         for index in range(self.config.trunk_stages):
             x = b.blocks[index](x)
             if index in self.config.color_stages:
-                early.append(x.mean(dim=(2, 3)))
-        return x, torch.cat(early, dim=1)
+                early.append(x)
+        if not self.pools_garment:
+            return x, torch.cat([m.mean(dim=(2, 3)) for m in early], dim=1)
+        return x, torch.cat([F.avg_pool2d(m, m.shape[-1] // x.shape[-1]) for m in early], dim=1)
 
     def top(self, trunk_map: torch.Tensor) -> torch.Tensor:
         """Trunk feature map -> pooled penultimate features (1280-d)."""
@@ -167,6 +203,11 @@ class Embedder(nn.Module):
         penultimate = self.top(trunk_map)
         if self.config.heads == "provisional":
             return self.shape_head(penultimate), self.color_head(early)
+        penultimate = self.dropout(penultimate)
+        if self.pools_garment:
+            weights = self.garment_attention(trunk_map)  # (n, h*w), sums to 1
+            garment = (early.flatten(2) * weights[:, None]).sum(-1)
+            early = torch.cat([early.mean(dim=(2, 3)), garment], dim=1)
         return self.shape_head(penultimate), self.color_head(torch.cat([early, penultimate], dim=1))
 
     @property

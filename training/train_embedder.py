@@ -334,6 +334,9 @@ def build_model(classes: list[str], args) -> Embedder:
         embed_dim=args.embed_dim,
         hidden_dim=args.hidden_dim,
         shape_classes=classes,
+        color_pooling=args.color_pooling,
+        drop_path_rate=args.drop_path,
+        dropout=args.dropout,
         colour_classes=list(COLOURS),
         pattern_classes=list(PATTERNS),
         seed=args.seed,
@@ -354,6 +357,8 @@ def make_optimizer(model: Embedder, steps: int, args):
 
 def prepare_caches(model: Embedder, train_set: FolderDataset, val_set: FolderDataset, fingerprint: str, args):
     view_args = (args.crop_views, args.photo_views, args.recolour_views, args.seed, model.config.trunk_stages, args.limit)
+    if model.pools_garment:  # early features cached as maps
+        view_args += ("garment",)
     key = cache_key(fingerprint, view_args, data_fingerprint(val_set))
     trunk_path = args.cache_dir / f"trunk-{key}.onnx"
     if not trunk_path.is_file():
@@ -456,9 +461,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quant-weight", type=float, default=1.0)
     parser.add_argument("--balance-weight", type=float, default=0.5)
     parser.add_argument("--trunk-stages", type=int, default=5, help="frozen, cached backbone stages (of 7)")
-    parser.add_argument("--crop-views", type=int, default=2)
-    parser.add_argument("--photo-views", type=int, default=1)
+    parser.add_argument("--crop-views", type=int, default=4)
+    parser.add_argument("--photo-views", type=int, default=2)
     parser.add_argument("--recolour-views", type=int, default=2)
+    parser.add_argument("--color-pooling", choices=["mean", "garment"], default="garment", help="colour head's pooling of early features")
+    parser.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate of the backbone")
+    parser.add_argument("--dropout", type=float, default=0.2, help="dropout on the penultimate features")
     parser.add_argument("--embed-dim", type=int, default=128, help="code length in bits")
     parser.add_argument("--hidden-dim", type=int, default=512)
     parser.add_argument("--limit", type=int, help="use this many images of each split (quick runs, tests)")

@@ -44,6 +44,9 @@ def test_export_checks_parity_ships_and_imports(trained, model_env, tmp_path):
     metadata = json.loads(stem.with_suffix(".json").read_text())
     assert metadata["outputs"] == ["shape", "color", "category_logits"]
     assert metadata["parity_max_abs_diff"] <= 1e-4
+    # Shipped with float16 weights: half the file, embeddings within the stated tolerance.
+    assert metadata["weights"]["storage"] == "float16"
+    assert metadata["weights"]["embedding_max_abs_diff_vs_float32"] <= 2e-3
     assert metadata["dims"] == {"shape": 64, "color": 64}
     assert metadata["data_fingerprint"] == json.loads((trained / "run" / "config.json").read_text())["data_fingerprint"]
 

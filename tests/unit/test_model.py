@@ -28,6 +28,26 @@ def test_heads_give_two_unit_vectors_per_image(embedder):
     assert torch.allclose(color.norm(dim=1), torch.ones(3), atol=1e-5)
 
 
+def test_garment_pooling_weights_early_maps_by_an_attention_over_positions():
+    config = EmbedderConfig(
+        heads="trained", color_pooling="garment", dropout=0.2, drop_path_rate=0.1, pretrained=False,
+        shape_classes=["a", "b", "c"], colour_classes=["red", "blue"], pattern_classes=["plain"],
+    )  # fmt: skip
+    model = build_embedder(config)
+    images = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        trunk_map, early = model.trunk(images)
+        weights = model.garment_attention(trunk_map)
+        shape, color, logits = model(images)
+    assert early.shape == (2, model.early_dim, *trunk_map.shape[-2:])  # maps, pooled to the trunk's size
+    assert weights.shape == (2, trunk_map.shape[-2] * trunk_map.shape[-1])
+    assert torch.allclose(weights.sum(1), torch.ones(2), atol=1e-5)
+    assert shape.shape == color.shape == (2, 128) and logits.shape == (2, 3)
+    assert torch.allclose(color.norm(dim=1), torch.ones(2), atol=1e-5)
+    with torch.no_grad():  # eval mode: dropout and stochastic depth are off, outputs repeat
+        assert torch.equal(model(images)[1], color)
+
+
 def test_provisional_heads_are_reproducible():
     first, second = build_embedder(EmbedderConfig(seed=7)), build_embedder(EmbedderConfig(seed=7))
     assert torch.equal(first.shape_head.weight, second.shape_head.weight)
