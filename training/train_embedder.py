@@ -445,7 +445,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("var/train/embedder"))
     parser.add_argument("--cache-dir", type=Path, default=Path("var/cache"), help="trunk outputs of rendered views")
     parser.add_argument("--mask-dir", type=Path, default=Path("var/masks-320"), help="garment masks of the working-size photos (computed on a miss)")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (two views each)")
     parser.add_argument("--lr", type=float, default=2e-3, help="heads' learning rate")
     parser.add_argument("--top-lr", type=float, default=3e-4, help="fine-tuned backbone stages' learning rate")
