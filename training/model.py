@@ -12,7 +12,9 @@ Heads map pooled features to `embed_dim` and L2-normalise:
 - `heads="trained"`: `shape` = MLP(penultimate 1280-d) trained as a category classifier (cosine
   classifier on the embedding) plus an instance term; `color` = MLP(early-stage features +
   penultimate) trained on colour and pattern classes. The embeddings are the layer before the
-  classifiers — the "penultimate layer" of each task.
+  classifiers — the "penultimate layer" of each task. With `color_pooling="garment"` the early
+  stages' maps are pooled twice, over the whole image and weighted by a learned attention over
+  the trunk map's positions (`GarmentAttention`), so the background's colour weighs less.
 - `heads="provisional"` (issue 2, no training): fixed, seeded random orthonormal projections of
   centred features — `shape` from the penultimate layer, `color` from the early stages.
 """
