@@ -227,10 +227,12 @@ def main(args: argparse.Namespace) -> str:
     lines = [
         f"### Qdrant Edge store: {args.points:,} points",
         "",
-        f"{args.dim}-d shape + colour vectors, {clusters:,} shape clusters, {args.queries:,} queries, "
-        f"recall@{args.top_k} vs numpy brute force, seed {args.seed}; qdrant-edge-py {version('qdrant-edge-py')}, "
-        f"{os.cpu_count()} CPUs. Latency: one `search()` call, payload included, "
-        f"after {WARMUP_QUERIES} warm-up queries.",
+        (
+            f"{args.dim}-d shape + colour vectors, {clusters:,} shape clusters, {args.queries:,} queries, "
+            f"recall@{args.top_k} vs numpy brute force, seed {args.seed}; qdrant-edge-py {version('qdrant-edge-py')}, "
+            f"{os.cpu_count()} CPUs. Latency: one `search()` call, payload included, "
+            f"after {WARMUP_QUERIES} warm-up queries."
+        ),
         "",
         "| stage | result |",
         "|---|---|",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import random
+
 import numpy as np
 from locust import HttpUser, between, task
 

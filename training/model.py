@@ -114,7 +114,7 @@ def _expected_relu6(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     normal = torch.distributions.Normal(0.0, 1.0)
     a, b = (0 - mean) / std, (6 - mean) / std
     cdf_a, cdf_b = normal.cdf(a), normal.cdf(b)
-    pdf = lambda t: torch.exp(-0.5 * t**2) / math.sqrt(2 * math.pi)  # noqa: E731
+    pdf = lambda t: torch.exp(-0.5 * t**2) / math.sqrt(2 * math.pi)
     return mean * (cdf_b - cdf_a) + std * (pdf(a) - pdf(b)) + 6 * (1 - cdf_b)
 
 

@@ -1,10 +1,9 @@
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="training extras (torch) are not installed")
 
-from training.backbone import STAGE_DEPTHS, efficientnet_lite0, pretrained_weights_path, rename_keys  # noqa: E402
-from training.model import EmbedderConfig, build_embedder  # noqa: E402
+from training.backbone import STAGE_DEPTHS, efficientnet_lite0, pretrained_weights_path, rename_keys
+from training.model import EmbedderConfig, build_embedder
 
 
 @pytest.fixture(scope="module")
