@@ -22,7 +22,8 @@ Losses, per batch of B images with two views each:
   0.727 to 0.865 (`var/reports/colour`);
 - binarisation: each normalised component is pulled towards +-1/sqrt(d) (then sign(z)/sqrt(d)
   equals z and the 1-bit code loses nothing) and every bit towards a 50% firing rate, plus the
-  instance term on straight-through sign codes.
+  instance term on straight-through sign codes. After the last epoch, an ITQ rotation of the
+  colour embedding (`rotate_color_codes`) lowers its codes' loss further at no cost to float search.
 
 The top trains in channels_last memory format (1.5x faster on this CPU), with stochastic depth
 (0.1) and dropout (0.2) on the penultimate features: train accuracy was 0.98 against 0.87 on
@@ -339,6 +340,55 @@ def evaluate(model: Embedder, cache: ViewCache, targets: torch.Tensor) -> dict:
     return {"val_top1": correct / len(targets)}
 
 
+def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, history: list, args, fingerprint: str, **extra) -> None:
+    state = {
+        "model_args": model.config.to_dict(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "args": vars(args),
+        "data_fingerprint": fingerprint,
+    }
+    torch.save(state | extra, path)
+
+
+def fit_itq_rotation(vectors: torch.Tensor, iterations: int = 50) -> torch.Tensor:
+    """Orthogonal R, from the identity, that lowers ||sign(VR) - VR||^2: iterative quantisation
+    (Gong & Lazebnik, 2011). Rotating unit vectors keeps every cosine, so only the codes change."""
+    v = vectors.double()
+    rotation = torch.eye(v.shape[1], dtype=torch.float64)
+    for _ in range(iterations):
+        u, _, vt = torch.linalg.svd(v.T @ torch.sign(v @ rotation))
+        rotation = u @ vt
+    return rotation.float()
+
+
+def quantisation_error(unit: torch.Tensor) -> float:
+    return float(((torch.sign(unit) / math.sqrt(unit.shape[1]) - unit) ** 2).sum(1).mean())
+
+
+@torch.no_grad()
+def rotate_color_codes(model: Embedder, cache: ViewCache) -> tuple[float, float]:
+    """Fold an ITQ rotation, fitted on one repainting per training image, into the colour head.
+
+    Measured on the shipped model: colour P@10 of the codes 0.923 -> 0.943, colour+pattern
+    0.503 -> 0.590, float search unchanged. On the shape head it cost instance recall@1 of the
+    codes (0.504 -> 0.459), so that head is left as trained.
+    """
+    model.eval()
+    rows = torch.arange(len(cache.trunk) // cache.views_per_image) * cache.views_per_image + cache.views_per_image - 1
+    unit = torch.cat([F.normalize(model.embed_from_trunk(*trunk_batch(cache, batch))[1], dim=1) for batch in rows.split(256)])
+    rotation = fit_itq_rotation(unit)
+    last = model.color_head[-1]  # embedding = unit(W h + b) -> unit(R^T (W h + b))
+    last.weight.copy_(rotation.T @ last.weight)
+    last.bias.copy_(rotation.T @ last.bias)
+    for classifier in (model.colour_classifier, model.pattern_classifier):
+        classifier.weight.copy_(classifier.weight @ rotation)  # cos(zR, wR) = cos(z, w)
+    return quantisation_error(unit), quantisation_error(unit @ rotation)
+
+
 def build_model(classes: list[str], args) -> Embedder:
     config = EmbedderConfig(
         heads="trained",
@@ -414,7 +464,7 @@ def main(args: argparse.Namespace) -> dict:
     val_targets = torch.tensor([s.label for s in val_set.samples])
     steps = args.epochs * math.ceil(len(train_set) / args.batch_size)
     optimizer, scheduler = make_optimizer(model, steps, args)
-    start_epoch, history = 0, []
+    start_epoch, history, rotated_at = 0, [], None
     checkpoint_path = args.out / "checkpoint.pth"
     if args.resume and checkpoint_path.is_file():
         checkpoint = torch.load(checkpoint_path, weights_only=False)
@@ -422,6 +472,7 @@ def main(args: argparse.Namespace) -> dict:
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         start_epoch, history = checkpoint["epoch"] + 1, checkpoint["history"]
+        rotated_at = checkpoint.get("color_codes_rotated_at")
         log.info("resumed from epoch %d", checkpoint["epoch"])
 
     model.to(memory_format=torch.channels_last)
@@ -434,19 +485,12 @@ def main(args: argparse.Namespace) -> dict:
         record.update(evaluate(model, val_cache, val_targets), seconds=round(time.perf_counter() - started, 1))
         history.append(record)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
-        torch.save(
-            {
-                "model_args": model.config.to_dict(),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch,
-                "history": history,
-                "args": vars(args),
-                "data_fingerprint": fingerprint,
-            },
-            checkpoint_path,
-        )
+        save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch, history, args, fingerprint)
+    last_epoch = len(history) - 1
+    if args.rotate_color_codes and train_cache.views_per_image > args.crop_views + args.photo_views and rotated_at != last_epoch:
+        before, after = rotate_color_codes(model, train_cache)
+        log.info("colour codes rotated (ITQ): quantisation error %.3f -> %.3f", before, after)
+        save_checkpoint(checkpoint_path, model, optimizer, scheduler, last_epoch, history, args, fingerprint, color_codes_rotated_at=last_epoch)
     (args.out / "history.json").write_text(json.dumps(history, indent=2))
     return history[-1] if history else {}
 
@@ -479,6 +523,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--color-pooling", choices=["mean", "garment"], default="garment", help="colour head's pooling of early features")
     parser.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate of the backbone")
     parser.add_argument("--dropout", type=float, default=0.2, help="dropout on the penultimate features")
+    parser.add_argument(
+        "--no-rotate-color-codes", dest="rotate_color_codes", action="store_false",
+        help="skip the ITQ rotation of the colour embedding after the last epoch",
+    )  # fmt: skip
     parser.add_argument("--embed-dim", type=int, default=128, help="code length in bits")
     parser.add_argument("--hidden-dim", type=int, default=512)
     parser.add_argument("--limit", type=int, help="use this many images of each split (quick runs, tests)")
