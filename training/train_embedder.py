@@ -365,10 +365,6 @@ def fit_itq_rotation(vectors: torch.Tensor, iterations: int = 50) -> torch.Tenso
     return rotation.float()
 
 
-def quantisation_error(unit: torch.Tensor) -> float:
-    return float(((torch.sign(unit) / math.sqrt(unit.shape[1]) - unit) ** 2).sum(1).mean())
-
-
 @torch.no_grad()
 def rotate_color_codes(model: Embedder, cache: ViewCache) -> tuple[float, float]:
     """Fold an ITQ rotation, fitted on one repainting per training image, into the colour head.
@@ -386,7 +382,8 @@ def rotate_color_codes(model: Embedder, cache: ViewCache) -> tuple[float, float]
     last.bias.copy_(rotation.T @ last.bias)
     for classifier in (model.colour_classifier, model.pattern_classifier):
         classifier.weight.copy_(classifier.weight @ rotation)  # cos(zR, wR) = cos(z, w)
-    return quantisation_error(unit), quantisation_error(unit @ rotation)
+    # quantization_loss is the mean of ||sign(z)/sqrt(d) - z||^2: ITQ's objective on unit vectors.
+    return float(quantization_loss(unit)), float(quantization_loss(unit @ rotation))
 
 
 def build_model(classes: list[str], args) -> Embedder:
@@ -487,7 +484,7 @@ def main(args: argparse.Namespace) -> dict:
         log.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
         save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch, history, args, fingerprint)
     last_epoch = len(history) - 1
-    if args.rotate_color_codes and train_cache.views_per_image > args.crop_views + args.photo_views and rotated_at != last_epoch:
+    if args.rotate_color_codes and args.recolour_views and rotated_at != last_epoch:
         before, after = rotate_color_codes(model, train_cache)
         log.info("colour codes rotated (ITQ): quantisation error %.3f -> %.3f", before, after)
         save_checkpoint(checkpoint_path, model, optimizer, scheduler, last_epoch, history, args, fingerprint, color_codes_rotated_at=last_epoch)

@@ -14,7 +14,6 @@ from training.train_embedder import (
     fit_itq_rotation,
     instance_loss,
     pick_views,
-    quantisation_error,
     quantization_loss,
 )
 
@@ -91,6 +90,6 @@ def test_itq_rotation_is_orthogonal_and_lowers_the_quantisation_error():
     unit = torch.nn.functional.normalize(torch.randn(512, 16, generator=generator) @ torch.randn(16, 16, generator=generator), dim=1)
     rotation = fit_itq_rotation(unit)
     assert torch.allclose(rotation @ rotation.T, torch.eye(16), atol=1e-5)
-    assert quantisation_error(unit @ rotation) < 0.9 * quantisation_error(unit)
+    assert quantization_loss(unit @ rotation) < 0.9 * quantization_loss(unit)
     # Cosines are unchanged: float search ranks exactly as before.
     assert torch.allclose((unit @ rotation) @ (unit @ rotation).T, unit @ unit.T, atol=1e-5)
