@@ -4,7 +4,8 @@ Inputs are float images in [0, 1] (n, 3, h, w); normalisation by the preset's me
 model's first op, so exported graphs carry it. The backbone splits in two:
 
 - the **trunk** (stem and stages < `trunk_stages`) stays frozen at its ImageNet weights, so its
-  outputs can be computed once per training view and cached;
+  outputs can be computed once per training view and cached (on a GPU, `train_trunk` fine-tunes
+  it too);
 - the **top** (later stages and the 1280-d head conv) is fine-tuned.
 
 Heads map pooled features to `embed_dim` and L2-normalise:
@@ -51,6 +52,7 @@ class EmbedderConfig:
     color_pooling: str = "mean"
     drop_path_rate: float = 0.0  # stochastic depth in the fine-tuned stages (training only)
     dropout: float = 0.0  # on the penultimate features before the heads (training only)
+    train_trunk: bool = False  # fine-tune the trunk as well (end to end: a GPU's job)
     seed: int = 0
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -124,7 +126,7 @@ class Embedder(nn.Module):
         if config.backbone != "tf_efficientnet_lite0":
             raise ValueError(f"unsupported backbone {config.backbone!r}")
         if max(config.color_stages) >= config.trunk_stages:
-            raise ValueError("color_stages must lie inside the frozen trunk")
+            raise ValueError("color_stages must lie inside the trunk")
         self.config = config
         if config.color_pooling not in ("mean", "garment"):
             raise ValueError(f"unknown color_pooling {config.color_pooling!r}")
@@ -150,7 +152,7 @@ class Embedder(nn.Module):
             self.shape_classifier = CosineClassifier(config.embed_dim, len(config.shape_classes), scale)
             self.colour_classifier = CosineClassifier(config.embed_dim, len(config.colour_classes), scale)
             self.pattern_classifier = CosineClassifier(config.embed_dim, len(config.pattern_classes), scale)
-            self.trunk_modules().requires_grad_(False)
+            self.trunk_modules().requires_grad_(config.train_trunk)
         else:
             raise ValueError(f"unknown heads {config.heads!r}")
 
@@ -175,7 +177,7 @@ class Embedder(nn.Module):
         return self.config.heads == "trained" and self.config.color_pooling == "garment"
 
     def trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[0, 1] images -> (trunk feature map, early-stage features): the frozen, cacheable part.
+        """[0, 1] images -> (trunk feature map, early-stage features): the part cached when frozen.
 
         Early features are pooled over the whole image, (n, E), or with garment pooling kept as
         maps averaged down to the trunk map's size, (n, E, h, w), for the attention to weight.

@@ -3,6 +3,8 @@
     python -m training.train_embedder --out var/train/embedder          # defaults: < 30 min on 2 CPU cores
     python -m training.train_embedder --out var/train/embedder --resume
     python -m training.export --checkpoint var/train/embedder/checkpoint.pth
+    python -m training.train_embedder --out var/train/embedder-gpu --train-trunk \
+        --crop-views 8 --photo-views 4 --recolour-views 4 --epochs 45 --workers 16   # on a GPU: shipped
 
 How (and why) on 2 CPU cores: the trunk (EfficientNet-Lite0 stages 0-4, ImageNet weights) stays
 frozen, so each training view goes through it once; its 14x14 feature maps are cached (fp16) and
@@ -34,6 +36,15 @@ and 0.480 to 0.536 (codes), category P@10 from 0.783 to 0.798. Eight views cost 
 rendering from cold, so the default is 12 epochs (about 24 minutes in all): top-1 0.894, instance
 recall@1 0.716 / 0.504, colour P@10 0.923 (`make train`). 12 epochs with a quantisation weight of
 3 reached 0.695 / 0.471 (`quant3`): it did not narrow the codes' gap.
+
+On a GPU (`--train-trunk`, `make train-gpu`, the shipped model's recipe): views are cached as
+pixels (uint8, 16 per photo: 8 crops, 4 photo-like shots, 4 repaintings; 7.4 GB, kept on the GPU)
+and the whole backbone trains, the trunk at `--trunk-lr`. On one H200 with 16 cores: 2.1 min of
+rendering, then 45 epochs of 2-4 s. Against the CPU recipe (`var/reports/e2e45`, the same
+evaluation): top-1 0.894 -> 0.897, instance recall@1 0.716 -> 0.806 (float) and 0.504 -> 0.605
+(codes), category P@10 0.791 -> 0.826, colour P@10 0.923 -> 0.976. 15 and 30 epochs reached
+0.762 and 0.783 (float recall@1); half the instance weight gave category P@10 0.840 and top-1
+0.903 but recall@1 0.795 / 0.579 (`e2e45i05`).
 
 Tried and left off by default: a cross-batch memory of 1024 views as extra negatives
 (`--memory-size`), which with a second photo view per image lowered instance recall@1 from 0.695
@@ -133,13 +144,19 @@ class EvalViews(Dataset):
 
 @dataclasses.dataclass
 class ViewCache:
-    """Trunk outputs of every view; view v of image i is row i * views_per_image + v."""
+    """Every view's trunk outputs, or its pixels when the trunk trains too (`--train-trunk`);
+    view v of image i is row i * views_per_image + v."""
 
-    trunk: torch.Tensor  # (N, C, H, W) float16
-    early: torch.Tensor  # (N, E) float16
     colours: torch.Tensor  # (N,) long
     patterns: torch.Tensor  # (N,) long
     views_per_image: int
+    trunk: torch.Tensor | None = None  # (N, C, H, W) float16
+    early: torch.Tensor | None = None  # (N, E) or (N, E, H, W) float16
+    pixels: torch.Tensor | None = None  # (N, S, S, 3) uint8
+
+    def to(self, device: torch.device) -> ViewCache:
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in dataclasses.asdict(self).items()}
+        return ViewCache(**moved)
 
     def save(self, path: Path) -> None:
         torch.save(dataclasses.asdict(self), path)
@@ -158,20 +175,24 @@ class TrunkOutputs(nn.Module):
         return self.embedder.trunk(images)
 
 
-def render_cache(views: Dataset, views_per_image: int, trunk: OnnxEmbedder, *, workers: int, desc: str) -> ViewCache:
-    """Render all views (in `workers` processes) and push them through the trunk (ONNX Runtime)."""
+def render_cache(views: Dataset, views_per_image: int, trunk: OnnxEmbedder | None, *, workers: int, desc: str) -> ViewCache:
+    """Render all views (in `workers` processes) and push them through the trunk (ONNX Runtime),
+    or keep their pixels when there is no (frozen) trunk."""
     loader = DataLoader(views, batch_size=8, num_workers=workers, collate_fn=lambda items: items)
-    trunks, earlies, colours, patterns = [], [], [], []
+    columns: dict[str, list[torch.Tensor]] = {"trunk": [], "early": [], "pixels": [], "colours": [], "patterns": []}
     with tqdm(total=len(views), unit="img", desc=desc) as progress:
         for items in loader:
             pixels = np.concatenate([item[0] for item in items])
-            outputs = trunk(pixels)
-            trunks.append(torch.from_numpy(outputs["trunk"]).half())
-            earlies.append(torch.from_numpy(outputs["early"]).half())
-            colours += [torch.from_numpy(item[1]) for item in items]
-            patterns += [torch.from_numpy(item[2]) for item in items]
+            if trunk is None:
+                columns["pixels"].append(torch.from_numpy(pixels))
+            else:
+                outputs = trunk(pixels)
+                columns["trunk"].append(torch.from_numpy(outputs["trunk"]).half())
+                columns["early"].append(torch.from_numpy(outputs["early"]).half())
+            columns["colours"] += [torch.from_numpy(item[1]).long() for item in items]
+            columns["patterns"] += [torch.from_numpy(item[2]).long() for item in items]
             progress.update(len(items))
-    return ViewCache(torch.cat(trunks), torch.cat(earlies), torch.cat(colours).long(), torch.cat(patterns).long(), views_per_image)
+    return ViewCache(views_per_image=views_per_image, **{k: torch.cat(v) for k, v in columns.items() if v})
 
 
 def cached(path: Path, build) -> ViewCache:
@@ -206,7 +227,7 @@ def instance_loss(
         candidates = torch.cat([embeddings, memory.embeddings])
         candidate_ids = torch.cat([image_ids, memory.image_ids])
     similarity = embeddings @ candidates.T / temperature
-    self_mask = torch.eye(len(embeddings), len(candidates), dtype=torch.bool)
+    self_mask = torch.eye(len(embeddings), len(candidates), dtype=torch.bool, device=embeddings.device)
     similarity = similarity.masked_fill(self_mask, float("-inf"))
     positives = (image_ids[:, None] == candidate_ids[None, :]) & ~self_mask
     log_prob = similarity - torch.logsumexp(similarity, dim=1, keepdim=True)
@@ -231,7 +252,7 @@ class CrossBatchMemory:
         if not len(self):
             self.embeddings = embeddings.new_empty(0, embeddings.shape[1])
         self.embeddings = torch.cat([embeddings.detach(), self.embeddings])[: self.size]
-        self.image_ids = torch.cat([image_ids, self.image_ids])[: self.size]
+        self.image_ids = torch.cat([image_ids, self.image_ids.to(image_ids.device)])[: self.size]
 
 
 def quantization_loss(embeddings: torch.Tensor) -> torch.Tensor:
@@ -267,13 +288,17 @@ def sign_codes(unit: torch.Tensor) -> torch.Tensor:
     return unit + (codes - unit).detach()
 
 
-def trunk_batch(cache: ViewCache, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def trunk_batch(model: Embedder, cache: ViewCache, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trunk's outputs for these views: cached, or computed (with gradients) from their pixels."""
+    if cache.pixels is not None:
+        # (n, s, s, 3) uint8 permuted to (n, 3, s, s) is already channels_last.
+        return model.trunk(cache.pixels[rows].permute(0, 3, 1, 2).float() / 255)
     # channels_last: the depthwise convolutions of the top run about 1.5x faster on CPU.
     return cache.trunk[rows].float().contiguous(memory_format=torch.channels_last), cache.early[rows].float()
 
 
 def losses(model: Embedder, cache: ViewCache, rows: torch.Tensor, image_ids: torch.Tensor, labels: torch.Tensor, args, memories=None) -> dict:
-    shape, color = model.embed_from_trunk(*trunk_batch(cache, rows))
+    shape, color = model.embed_from_trunk(*trunk_batch(model, cache, rows))
     shape_unit, color_unit = F.normalize(shape, dim=1), F.normalize(color, dim=1)
     shape_codes = sign_codes(shape_unit)
     float_memory, code_memory = memories or (None, None)
@@ -316,8 +341,8 @@ def train_one_epoch(model, cache, targets, optimizer, scheduler, epoch, args, me
     totals: dict[str, float] = {}
     with tqdm(batches, desc=f"epoch {epoch}", unit="batch") as progress:
         for image_ids in progress:
-            rows = pick_views(image_ids, cache, args.crop_views + args.photo_views, generator)
-            ids = torch.cat([image_ids, image_ids])
+            rows = pick_views(image_ids, cache, args.crop_views + args.photo_views, generator).to(targets.device)
+            ids = torch.cat([image_ids, image_ids]).to(targets.device)
             terms = losses(model, cache, rows, ids, targets[ids], args, memories)
             loss = sum(value for name, value in terms.items() if name != "accuracy")
             optimizer.zero_grad(set_to_none=True)
@@ -334,8 +359,8 @@ def train_one_epoch(model, cache, targets, optimizer, scheduler, epoch, args, me
 def evaluate(model: Embedder, cache: ViewCache, targets: torch.Tensor) -> dict:
     model.eval()
     correct = 0
-    for rows in torch.arange(len(targets)).split(256):
-        shape, _ = model.embed_from_trunk(*trunk_batch(cache, rows))
+    for rows in torch.arange(len(targets), device=targets.device).split(256):
+        shape, _ = model.embed_from_trunk(*trunk_batch(model, cache, rows))
         correct += int((model.shape_classifier(shape).argmax(1) == targets[rows]).sum())
     return {"val_top1": correct / len(targets)}
 
@@ -358,7 +383,7 @@ def fit_itq_rotation(vectors: torch.Tensor, iterations: int = 50) -> torch.Tenso
     """Orthogonal R, from the identity, that lowers ||sign(VR) - VR||^2: iterative quantisation
     (Gong & Lazebnik, 2011). Rotating unit vectors keeps every cosine, so only the codes change."""
     v = vectors.double()
-    rotation = torch.eye(v.shape[1], dtype=torch.float64)
+    rotation = torch.eye(v.shape[1], dtype=torch.float64, device=v.device)
     for _ in range(iterations):
         u, _, vt = torch.linalg.svd(v.T @ torch.sign(v @ rotation))
         rotation = u @ vt
@@ -374,8 +399,9 @@ def rotate_color_codes(model: Embedder, cache: ViewCache) -> tuple[float, float]
     codes (0.504 -> 0.459), so that head is left as trained.
     """
     model.eval()
-    rows = torch.arange(len(cache.trunk) // cache.views_per_image) * cache.views_per_image + cache.views_per_image - 1
-    unit = torch.cat([F.normalize(model.embed_from_trunk(*trunk_batch(cache, batch))[1], dim=1) for batch in rows.split(256)])
+    images = len(cache.colours) // cache.views_per_image
+    rows = torch.arange(images, device=cache.colours.device) * cache.views_per_image + cache.views_per_image - 1
+    unit = torch.cat([F.normalize(model.embed_from_trunk(*trunk_batch(model, cache, batch))[1], dim=1) for batch in rows.split(256)])
     rotation = fit_itq_rotation(unit)
     last = model.color_head[-1]  # embedding = unit(W h + b) -> unit(R^T (W h + b))
     last.weight.copy_(rotation.T @ last.weight)
@@ -395,6 +421,7 @@ def build_model(classes: list[str], args) -> Embedder:
         shape_classes=classes,
         color_pooling=args.color_pooling,
         drop_path_rate=args.drop_path,
+        train_trunk=args.train_trunk,
         dropout=args.dropout,
         colour_classes=list(COLOURS),
         pattern_classes=list(PATTERNS),
@@ -404,11 +431,15 @@ def build_model(classes: list[str], args) -> Embedder:
 
 
 def make_optimizer(model: Embedder, steps: int, args):
-    top = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith("backbone.")]
-    heads = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("backbone.")]
-    optimizer = torch.optim.AdamW(
-        [{"params": top, "lr": args.top_lr}, {"params": heads, "lr": args.lr}], weight_decay=args.weight_decay
-    )
+    trunk_ids = {id(p) for p in model.trunk_modules().parameters()}
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    trunk = [p for _, p in trainable if id(p) in trunk_ids]
+    top = [p for name, p in trainable if name.startswith("backbone.") and id(p) not in trunk_ids]
+    heads = [p for name, p in trainable if not name.startswith("backbone.")]
+    groups = [{"params": top, "lr": args.top_lr}, {"params": heads, "lr": args.lr}]
+    if trunk:
+        groups.append({"params": trunk, "lr": args.trunk_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=args.weight_decay)
     warmup = max(1, int(steps * args.warmup_fraction))
     schedule = lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -418,11 +449,10 @@ def prepare_caches(model: Embedder, train_set: FolderDataset, val_set: FolderDat
     view_args = (args.crop_views, args.photo_views, args.recolour_views, args.seed, model.config.trunk_stages, args.limit)
     if model.pools_garment:  # early features cached as maps
         view_args += ("garment",)
+    if model.config.train_trunk:  # pixels cached, the trunk runs in training
+        view_args = (*view_args[:4], "pixels", args.limit)
     key = cache_key(fingerprint, view_args, data_fingerprint(val_set))
-    trunk_path = args.cache_dir / f"trunk-{key}.onnx"
-    if not trunk_path.is_file():
-        export_onnx(TrunkOutputs(model).eval(), trunk_path, EvalPreset().crop_size, names=["trunk", "early"])
-    trunk = OnnxEmbedder(trunk_path)
+    trunk = None if model.config.train_trunk else frozen_trunk(model, args.cache_dir / f"trunk-{key}.onnx")
     views = TrainingViews(
         train_set, args.mask_dir, crops=args.crop_views, photos=args.photo_views, recolours=args.recolour_views, seed=args.seed
     )
@@ -437,6 +467,12 @@ def prepare_caches(model: Embedder, train_set: FolderDataset, val_set: FolderDat
     return train_cache, val_cache
 
 
+def frozen_trunk(model: Embedder, path: Path) -> OnnxEmbedder:
+    if not path.is_file():
+        export_onnx(TrunkOutputs(model).eval(), path, EvalPreset().crop_size, names=["trunk", "early"])
+    return OnnxEmbedder(path)
+
+
 def limited(dataset: FolderDataset, limit: int | None, seed: int) -> FolderDataset:
     """Keep `limit` images, spread over classes (for quick runs and tests)."""
     if not limit or limit >= len(dataset):
@@ -449,6 +485,7 @@ def limited(dataset: FolderDataset, limit: int | None, seed: int) -> FolderDatas
 def main(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     train_set = limited(FolderDataset(args.data_dir / "train"), args.limit, args.seed)
     val_set = limited(FolderDataset(args.data_dir / "validation", classes=train_set.classes), args.limit, args.seed)
@@ -456,15 +493,19 @@ def main(args: argparse.Namespace) -> dict:
     model = build_model(train_set.classes, args)
     (args.out / "config.json").write_text(json.dumps({"args": vars(args), "model_args": model.config.to_dict(), "data_fingerprint": fingerprint}, indent=2, default=str))
 
-    train_cache, val_cache = prepare_caches(model, train_set, val_set, fingerprint, args)
-    train_targets = torch.tensor([s.label for s in train_set.samples])
-    val_targets = torch.tensor([s.label for s in val_set.samples])
+    caches = prepare_caches(model, train_set, val_set, fingerprint, args)
+    if not args.epochs:  # render the caches only (e.g. once, for several runs that share them)
+        return {}
+    train_cache, val_cache = (cache.to(device) for cache in caches)
+    train_targets = torch.tensor([s.label for s in train_set.samples], device=device)
+    val_targets = torch.tensor([s.label for s in val_set.samples], device=device)
+    model.to(device)
     steps = args.epochs * math.ceil(len(train_set) / args.batch_size)
     optimizer, scheduler = make_optimizer(model, steps, args)
     start_epoch, history, rotated_at = 0, [], None
     checkpoint_path = args.out / "checkpoint.pth"
     if args.resume and checkpoint_path.is_file():
-        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
@@ -498,10 +539,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("var/train/embedder"))
     parser.add_argument("--cache-dir", type=Path, default=Path("var/cache"), help="trunk outputs of rendered views")
     parser.add_argument("--mask-dir", type=Path, default=Path("var/masks-320"), help="garment masks of the working-size photos (computed on a miss)")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=12, help="0: render the view caches and stop")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (two views each)")
     parser.add_argument("--lr", type=float, default=2e-3, help="heads' learning rate")
     parser.add_argument("--top-lr", type=float, default=3e-4, help="fine-tuned backbone stages' learning rate")
+    parser.add_argument("--trunk-lr", type=float, default=1e-4, help="the trunk's learning rate with --train-trunk")
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--warmup-fraction", type=float, default=0.05)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
@@ -514,6 +556,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quant-weight", type=float, default=1.0)
     parser.add_argument("--balance-weight", type=float, default=0.5)
     parser.add_argument("--trunk-stages", type=int, default=5, help="frozen, cached backbone stages (of 7)")
+    parser.add_argument(
+        "--train-trunk", action="store_true",
+        help="fine-tune the trunk too: views are cached as pixels and the whole backbone trains (GPU)",
+    )  # fmt: skip
     parser.add_argument("--crop-views", type=int, default=4)
     parser.add_argument("--photo-views", type=int, default=2)
     parser.add_argument("--recolour-views", type=int, default=2)
@@ -530,6 +576,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes rendering views")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth")
     return parser
 

@@ -78,3 +78,26 @@ def test_evaluation_report_of_the_tiny_model(trained, model_env, tmp_path):
     assert 0.0 <= metrics["classifier_top1"] <= 1.0 and "baseline_hsv_instance_recall@1" in metrics
     report = (out / "report.md").read_text()
     assert "served: binary index, rescored" in report and (out / "recall_at_k.png").stat().st_size > 0
+
+
+def test_end_to_end_training_fine_tunes_the_trunk(trained, model_env, tmp_path):
+    """`--train-trunk` (the GPU recipe) caches pixels and trains the whole backbone; here on the CPU."""
+    import torch
+
+    from training.backbone import efficientnet_lite0
+
+    run_python(
+        [
+            "-m", "training.train_embedder", "--data-dir", str(trained / "data"), "--out", str(tmp_path / "run"),
+            "--cache-dir", str(tmp_path / "cache"), "--mask-dir", str(trained / "masks"), "--train-trunk",
+            "--batch-size", "8", "--workers", "0", "--embed-dim", "32", "--hidden-dim", "32", "--epochs", "1",
+            "--crop-views", "1", "--photo-views", "1", "--recolour-views", "1",
+        ],
+        model_env,
+    )  # fmt: skip
+    (cache,) = (tmp_path / "cache").glob("train-*.pt")
+    assert torch.load(cache, weights_only=True)["pixels"].dtype == torch.uint8
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pth", map_location="cpu", weights_only=False)
+    assert checkpoint["model_args"]["train_trunk"] and checkpoint["color_codes_rotated_at"] == 0
+    stem = checkpoint["model"]["backbone.conv_stem.weight"]
+    assert not torch.equal(stem, efficientnet_lite0(pretrained=True).conv_stem.weight)

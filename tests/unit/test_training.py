@@ -15,6 +15,7 @@ from training.train_embedder import (
     instance_loss,
     pick_views,
     quantization_loss,
+    trunk_batch,
 )
 
 
@@ -66,7 +67,7 @@ def test_hard_memory_negatives_raise_the_instance_loss_and_far_ones_do_not():
 
 def test_pick_views_pairs_two_views_of_each_image():
     views_per_image, shape_views = 5, 3
-    cache = ViewCache(torch.zeros(40, 1, 1, 1), torch.zeros(40, 1), torch.zeros(40), torch.zeros(40), views_per_image)
+    cache = ViewCache(torch.zeros(40), torch.zeros(40), views_per_image, trunk=torch.zeros(40, 1, 1, 1), early=torch.zeros(40, 1))
     image_ids = torch.tensor([0, 3, 7])
     rows = pick_views(image_ids, cache, shape_views, torch.Generator().manual_seed(0))
     first, second = rows[:3], rows[3:]
@@ -93,3 +94,22 @@ def test_itq_rotation_is_orthogonal_and_lowers_the_quantisation_error():
     assert quantization_loss(unit @ rotation) < 0.9 * quantization_loss(unit)
     # Cosines are unchanged: float search ranks exactly as before.
     assert torch.allclose((unit @ rotation) @ (unit @ rotation).T, unit @ unit.T, atol=1e-5)
+
+
+@pytest.mark.parametrize("train_trunk", [False, True])
+def test_trunk_trains_from_cached_pixels_only_when_asked(train_trunk):
+    from training.model import Embedder, EmbedderConfig
+
+    config = EmbedderConfig(
+        heads="trained", pretrained=False, train_trunk=train_trunk, embed_dim=16, hidden_dim=16, color_pooling="garment",
+        shape_classes=["a", "b"], colour_classes=["red", "blue"], pattern_classes=["plain"],
+    )  # fmt: skip
+    model = Embedder(config)
+    pixels = torch.randint(0, 256, (3, 64, 64, 3), dtype=torch.uint8)
+    cache = ViewCache(torch.zeros(3), torch.zeros(3), 1, pixels=pixels)
+    trunk_map, early = trunk_batch(model, cache, torch.tensor([0, 2]))
+    shape, color = model.embed_from_trunk(trunk_map, early)
+    (shape.sum() + color.sum()).backward()
+    stem = model.backbone.conv_stem.weight
+    assert stem.requires_grad is train_trunk and (stem.grad is not None) is train_trunk
+    assert model.backbone.conv_head.weight.grad is not None  # the top trains either way
