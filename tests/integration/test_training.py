@@ -81,7 +81,7 @@ def test_evaluation_report_of_the_tiny_model(trained, model_env, tmp_path):
 
 
 def test_end_to_end_training_fine_tunes_the_trunk(trained, model_env, tmp_path):
-    """`--train-trunk` (the GPU recipe) caches pixels and trains the whole backbone; here on the CPU."""
+    """`--train-trunk` (the GPU recipe) caches pixels and trains the whole backbone; here on the CPU, with an EMA."""
     import torch
 
     from training.backbone import efficientnet_lite0
@@ -91,7 +91,7 @@ def test_end_to_end_training_fine_tunes_the_trunk(trained, model_env, tmp_path):
             "-m", "training.train_embedder", "--data-dir", str(trained / "data"), "--out", str(tmp_path / "run"),
             "--cache-dir", str(tmp_path / "cache"), "--mask-dir", str(trained / "masks"), "--train-trunk",
             "--batch-size", "8", "--workers", "0", "--embed-dim", "32", "--hidden-dim", "32", "--epochs", "1",
-            "--crop-views", "1", "--photo-views", "1", "--recolour-views", "1",
+            "--crop-views", "1", "--photo-views", "1", "--recolour-views", "1", "--ema-epochs", "1",
         ],
         model_env,
     )  # fmt: skip
@@ -101,3 +101,6 @@ def test_end_to_end_training_fine_tunes_the_trunk(trained, model_env, tmp_path):
     assert checkpoint["model_args"]["train_trunk"] and checkpoint["color_codes_rotated_at"] == 0
     stem = checkpoint["model"]["backbone.conv_stem.weight"]
     assert not torch.equal(stem, efficientnet_lite0(pretrained=True).conv_stem.weight)
+    # With --ema-epochs the export takes the weights' moving average; the trained ones stay for --resume.
+    assert not torch.equal(stem, checkpoint["raw_model"]["backbone.conv_stem.weight"])
+    assert "ema_val_top1" in checkpoint["history"][-1]

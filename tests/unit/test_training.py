@@ -15,6 +15,7 @@ from training.train_embedder import (
     instance_loss,
     pick_views,
     quantization_loss,
+    rotate_color_codes,
     trunk_batch,
 )
 
@@ -96,15 +97,19 @@ def test_itq_rotation_is_orthogonal_and_lowers_the_quantisation_error():
     assert torch.allclose((unit @ rotation) @ (unit @ rotation).T, unit @ unit.T, atol=1e-5)
 
 
-@pytest.mark.parametrize("train_trunk", [False, True])
-def test_trunk_trains_from_cached_pixels_only_when_asked(train_trunk):
+def tiny_embedder(train_trunk: bool = True):
     from training.model import Embedder, EmbedderConfig
 
     config = EmbedderConfig(
         heads="trained", pretrained=False, train_trunk=train_trunk, embed_dim=16, hidden_dim=16, color_pooling="garment",
         shape_classes=["a", "b"], colour_classes=["red", "blue"], pattern_classes=["plain"],
     )  # fmt: skip
-    model = Embedder(config)
+    return Embedder(config)
+
+
+@pytest.mark.parametrize("train_trunk", [False, True])
+def test_trunk_trains_from_cached_pixels_only_when_asked(train_trunk):
+    model = tiny_embedder(train_trunk)
     pixels = torch.randint(0, 256, (3, 64, 64, 3), dtype=torch.uint8)
     cache = ViewCache(torch.zeros(3), torch.zeros(3), 1, pixels=pixels)
     trunk_map, early = trunk_batch(model, cache, torch.tensor([0, 2]))
@@ -113,3 +118,21 @@ def test_trunk_trains_from_cached_pixels_only_when_asked(train_trunk):
     stem = model.backbone.conv_stem.weight
     assert stem.requires_grad is train_trunk and (stem.grad is not None) is train_trunk
     assert model.backbone.conv_head.weight.grad is not None  # the top trains either way
+
+
+def test_colour_rotation_keeps_cosines_and_turns_the_trained_copy_alike():
+    import copy
+
+    torch.manual_seed(0)
+    model = tiny_embedder().eval()
+    trained = copy.deepcopy(model)
+    cache = ViewCache(torch.zeros(8), torch.zeros(8), 2, pixels=torch.randint(0, 256, (8, 64, 64, 3), dtype=torch.uint8))
+    with torch.no_grad():
+        before = torch.nn.functional.normalize(model.embed_from_trunk(*trunk_batch(model, cache, torch.arange(8)))[1], dim=1)
+        error_before, error_after = rotate_color_codes(model, cache, also=trained)
+        after = torch.nn.functional.normalize(model.embed_from_trunk(*trunk_batch(model, cache, torch.arange(8)))[1], dim=1)
+    assert error_after <= error_before
+    assert torch.allclose(after @ after.T, before @ before.T, atol=1e-5)
+    assert not torch.allclose(after, before, atol=1e-3)
+    for name, value in model.state_dict().items():  # the trained copy got the same rotation
+        assert torch.allclose(value, trained.state_dict()[name], atol=1e-6), name
