@@ -29,14 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.backbone import efficientnet_lite0
+from training.backbone import WEIGHT_PACKAGES, efficientnet_lite
 
 
 @dataclass
 class EmbedderConfig:
     """Constructor arguments, saved in every checkpoint and in the model store's metadata."""
 
-    backbone: str = "tf_efficientnet_lite0"
+    backbone: str = "tf_efficientnet_lite0"  # or "tf_efficientnet_lite1"
     pretrained: bool = True
     heads: str = "provisional"
     embed_dim: int = 128
@@ -123,14 +123,14 @@ def _expected_relu6(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
 class Embedder(nn.Module):
     def __init__(self, config: EmbedderConfig):
         super().__init__()
-        if config.backbone != "tf_efficientnet_lite0":
+        if config.backbone not in WEIGHT_PACKAGES:
             raise ValueError(f"unsupported backbone {config.backbone!r}")
         if max(config.color_stages) >= config.trunk_stages:
             raise ValueError("color_stages must lie inside the trunk")
         self.config = config
         if config.color_pooling not in ("mean", "garment"):
             raise ValueError(f"unknown color_pooling {config.color_pooling!r}")
-        self.backbone = efficientnet_lite0(pretrained=config.pretrained, drop_path_rate=config.drop_path_rate)
+        self.backbone = efficientnet_lite(config.backbone, config.pretrained, config.drop_path_rate)
         self.backbone.classifier = nn.Identity()  # ImageNet's 1000 classes are not ours
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1))

@@ -79,6 +79,7 @@ from tqdm import tqdm
 
 from lookalike.engines import OnnxEmbedder
 from lookalike.settings import get_settings
+from training.backbone import WEIGHT_PACKAGES
 from training.colors import COLOURS, PATTERNS, load_mask, random_label, recolor
 from training.datasets import FolderDataset, data_fingerprint
 from training.export import export_onnx
@@ -434,6 +435,7 @@ def make_ema(model: Embedder, steps_per_epoch: int, args) -> ModelEmaV3 | None:
 def build_model(classes: list[str], args) -> Embedder:
     config = EmbedderConfig(
         heads="trained",
+        backbone=args.backbone,
         trunk_stages=args.trunk_stages,
         embed_dim=args.embed_dim,
         hidden_dim=args.hidden_dim,
@@ -468,6 +470,8 @@ def prepare_caches(model: Embedder, train_set: FolderDataset, val_set: FolderDat
     view_args = (args.crop_views, args.photo_views, args.recolour_views, args.seed, model.config.trunk_stages, args.limit)
     if model.pools_garment:  # early features cached as maps
         view_args += ("garment",)
+    if model.config.backbone != "tf_efficientnet_lite0":  # another trunk (Lite0's key predates this)
+        view_args += (model.config.backbone,)
     if model.config.train_trunk:  # pixels cached, the trunk runs in training
         view_args = (*view_args[:4], "pixels", args.limit)
     key = cache_key(fingerprint, view_args, data_fingerprint(val_set))
@@ -582,6 +586,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pattern-contrast-weight", type=float, default=0.0, help="the same over colour+pattern classes")
     parser.add_argument("--quant-weight", type=float, default=1.0)
     parser.add_argument("--balance-weight", type=float, default=0.5)
+    parser.add_argument("--backbone", choices=sorted(WEIGHT_PACKAGES), default="tf_efficientnet_lite0")
     parser.add_argument("--trunk-stages", type=int, default=5, help="frozen, cached backbone stages (of 7)")
     parser.add_argument(
         "--train-trunk", action="store_true",

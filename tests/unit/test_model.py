@@ -2,7 +2,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="training extras (torch) are not installed")
 
-from training.backbone import STAGE_DEPTHS, efficientnet_lite0, pretrained_weights_path, rename_keys
+from training.backbone import STAGE_DEPTHS, efficientnet_lite, efficientnet_lite0, pretrained_weights_path, rename_keys
 from training.model import EmbedderConfig, build_embedder
 
 
@@ -16,6 +16,13 @@ def test_pretrained_weights_cover_every_block_and_classify():
     assert sum(key.endswith("conv_dw.weight") for key in renamed) == sum(STAGE_DEPTHS)
     model = efficientnet_lite0()  # loads strictly: a missing or extra key raises
     assert model.classifier.out_features == 1000
+
+
+def test_lite1_weights_load_into_its_deeper_stages():
+    model = efficientnet_lite("tf_efficientnet_lite1")  # strictly, with Lite1's blocks per stage
+    assert [len(stage) for stage in model.blocks] == [1, 3, 3, 4, 4, 5, 1]
+    lite0_stem = efficientnet_lite0().conv_stem.weight
+    assert model.conv_stem.weight.shape == lite0_stem.shape and not torch.equal(model.conv_stem.weight, lite0_stem)
 
 
 def test_heads_give_two_unit_vectors_per_image(embedder):
