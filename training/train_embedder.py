@@ -46,7 +46,9 @@ evaluation): top-1 0.894 -> 0.897, instance recall@1 0.716 -> 0.806 (float) and 
 0.762 and 0.783 (float recall@1); half the instance weight gave category P@10 0.840 and top-1
 0.903 but recall@1 0.795 / 0.579 (`e2e45i05`).
 
-Tried and left off by default: a moving average of the weights over the last 2 epochs
+Tried and left off by default: EfficientNet-Lite1 (`--backbone tf_efficientnet_lite1`), top-1
+0.900, instance recall@1 0.718 / 0.501, category P@10 0.797 (`var/reports/lite1`), within noise of
+Lite0 for 1.2x the encoding time and 31 min of training. A moving average of the weights over the last 2 epochs
 (`--ema-epochs 2`, timm's ModelEmaV3) on the CPU recipe ended at top-1 0.889 against 0.894 for
 the trained weights of the same run, instance recall@1 0.689 / 0.517 against 0.698 / 0.530
 (`var/reports/ema2`): the cosine schedule's end already averages. A cross-batch memory of 1024 views as extra negatives
