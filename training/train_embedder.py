@@ -42,17 +42,17 @@ pixels (uint8, 16 per photo: 8 crops, 4 photo-like shots, 4 repaintings; 7.4 GB,
 and the whole backbone trains, the trunk at `--trunk-lr`. On one H200 with 16 cores: 2.1 min of
 rendering, then 45 epochs of 2-4 s. Against the CPU recipe (`var/reports/e2e45`, the same
 evaluation): top-1 0.894 -> 0.897, instance recall@1 0.716 -> 0.806 (float) and 0.504 -> 0.605
-(codes), category P@10 0.791 -> 0.826, colour P@10 0.923 -> 0.976. 15 and 30 epochs reached
-0.762 and 0.783 (float recall@1); half the instance weight gave category P@10 0.840 and top-1
+(codes), category P@10 0.791 -> 0.826, colour P@10 0.923 -> 0.976. 15 epochs (trunk at 3e-4)
+and 30 epochs reached 0.762 and 0.783 (float recall@1); half the instance weight gave category P@10 0.840 and top-1
 0.903 but recall@1 0.795 / 0.579 (`e2e45i05`).
 
 Tried and left off by default: EfficientNet-Lite1 (`--backbone tf_efficientnet_lite1`), top-1
-0.900, instance recall@1 0.718 / 0.501, category P@10 0.797 (`var/reports/lite1`), within noise of
-Lite0 for 1.2x the encoding time and 31 min of training. A moving average of the weights over the last 2 epochs
-(`--ema-epochs 2`, timm's ModelEmaV3) on the CPU recipe ended at top-1 0.889 against 0.894 for
-the trained weights of the same run, instance recall@1 0.689 / 0.517 against 0.698 / 0.530
-(`var/reports/ema2`): the cosine schedule's end already averages. A cross-batch memory of 1024 views as extra negatives
-(`--memory-size`), which with a second photo view per image lowered instance recall@1 from 0.695
+0.900, instance recall@1 0.718 / 0.501, category P@10 0.797 (`var/reports/lite1`), within noise
+of Lite0 for 1.2x the encoding time and 29.7 min of training (warm masks). A moving average of
+the weights over the last 2 epochs (`--ema-epochs 2`, timm's ModelEmaV3) on the CPU recipe ended
+at top-1 0.889 against 0.894 for the trained weights of the same run, instance recall@1 0.689 /
+0.517 against 0.698 / 0.530 (`var/reports/ema2`): the cosine schedule's end already averages. A
+cross-batch memory of 1024 views as extra negatives (`--memory-size`), which with a second photo view per image lowered instance recall@1 from 0.695
 to 0.601 (float) and 0.490 to 0.305 (codes) while category P@10 rose from 0.788 to 0.826
 (`var/reports/xbm`). Doubling the instance and code weights at temperature 0.07 raised instance
 recall@1 to 0.704 / 0.492 but lowered category P@10 from 0.783 to 0.750 and top-1 from 0.874 to
@@ -161,12 +161,15 @@ class ViewCache:
     early: torch.Tensor | None = None  # (N, E) or (N, E, H, W) float16
     pixels: torch.Tensor | None = None  # (N, S, S, 3) uint8
 
+    def _fields(self) -> dict:
+        # Not dataclasses.asdict: it deep-copies every tensor (gigabytes of views).
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
     def to(self, device: torch.device) -> ViewCache:
-        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in dataclasses.asdict(self).items()}
-        return ViewCache(**moved)
+        return ViewCache(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self._fields().items()})
 
     def save(self, path: Path) -> None:
-        torch.save(dataclasses.asdict(self), path)
+        torch.save(self._fields(), path)
 
     @classmethod
     def load(cls, path: Path) -> ViewCache:
@@ -525,9 +528,9 @@ def main(args: argparse.Namespace) -> dict:
     train_targets = torch.tensor([s.label for s in train_set.samples], device=device)
     val_targets = torch.tensor([s.label for s in val_set.samples], device=device)
     model.to(device)
-    steps = args.epochs * math.ceil(len(train_set) / args.batch_size)
-    optimizer, scheduler = make_optimizer(model, steps, args)
-    start_epoch, history, rotated_at = 0, [], None
+    steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
+    optimizer, scheduler = make_optimizer(model, args.epochs * steps_per_epoch, args)
+    start_epoch, history, rotated_at, averaged_state = 0, [], None, None
     checkpoint_path = args.out / "checkpoint.pth"
     if args.resume and checkpoint_path.is_file():
         checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
@@ -536,12 +539,13 @@ def main(args: argparse.Namespace) -> dict:
         scheduler.load_state_dict(checkpoint["scheduler"])
         start_epoch, history = checkpoint["epoch"] + 1, checkpoint["history"]
         rotated_at = checkpoint.get("color_codes_rotated_at")
+        averaged_state = checkpoint["model"] if "raw_model" in checkpoint else None
         log.info("resumed from epoch %d", checkpoint["epoch"])
 
     model.to(memory_format=torch.channels_last)
-    ema = make_ema(model, math.ceil(len(train_set) / args.batch_size), args)
-    if ema is not None and args.resume and checkpoint_path.is_file() and "raw_model" in checkpoint:
-        ema.module.load_state_dict(checkpoint["model"])
+    ema = make_ema(model, steps_per_epoch, args)
+    if ema is not None and averaged_state is not None:
+        ema.module.load_state_dict(averaged_state)
     memories = (CrossBatchMemory(args.memory_size), CrossBatchMemory(args.memory_size)) if args.memory_size else None
     for epoch in range(start_epoch, args.epochs):
         started = time.perf_counter()
