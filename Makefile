@@ -21,10 +21,11 @@ TRAIN_ARGS :=
 # The whole backbone fine-tuned on 16 cached views per photo: ~4 min on one H200 with 16 cores.
 GPU_TRAIN_ARGS := --train-trunk --crop-views 8 --photo-views 4 --recolour-views 4 --epochs 45 --workers 16 --threads 6
 REPORT := training/reports/embedder
+PREVIOUS := $(VAR)/previous
 CATALOG := $(VAR)/.demo-catalog
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser model train train-gpu demo-catalog demo test test-fast bench loadtest clean
+.PHONY: help install browser model train train-gpu report demo-catalog demo test test-fast bench loadtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -52,6 +53,16 @@ train: $(INSTALLED)  ## train the embedders on the CPU, evaluate, export and shi
 	$(BIN)/python -m training.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --name lookalike-embedder-candidate
 	$(BIN)/python -m training.evaluate --model lookalike-embedder-candidate:latest --out $(REPORT)
 	$(BIN)/python -m training.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --metrics $(REPORT)/metrics.json --ship $(ARTIFACT)
+
+# The previous model is the shipped pair as of the last commit before the one that shipped this one.
+report: $(INSTALLED)  ## evaluate the shipped embedder against the one shipped before it (from git history)
+	@rm -rf $(PREVIOUS) && mkdir -p $(PREVIOUS)
+	@commit=$$(git log -n 1 --skip 1 --format=%h -- $(ARTIFACT).onnx 2>/dev/null); compare=; \
+	if [ -n "$$commit" ] && git show $$commit:$(ARTIFACT).onnx > $(PREVIOUS)/embedder-$$commit.onnx && \
+	  git show $$commit:$(ARTIFACT).json > $(PREVIOUS)/embedder-$$commit.json; then \
+	  compare="--compare $(PREVIOUS)/embedder-$$commit.onnx"; \
+	else echo "no earlier shipped embedder in git history: the report compares with nothing"; fi; \
+	set -x; $(BIN)/python -m training.evaluate --onnx $(ARTIFACT).onnx $$compare --out $(REPORT)
 
 $(CATALOG): $(EMBEDDER)
 	@mkdir -p $(VAR)

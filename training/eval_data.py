@@ -64,6 +64,16 @@ def load_model(tag: str, onnx_path: Path | None = None) -> ModelUnderTest:
     return _model(str(onnx_path), onnx_path, metadata)
 
 
+def load_model_reference(reference: str) -> ModelUnderTest:
+    """A model store tag, or an .onnx file with its sidecar (e.g. a shipped embedder from git history)."""
+    if not reference.endswith(".onnx"):
+        return load_model(reference)
+    path = Path(reference)
+    if not (path.is_file() and path.with_suffix(".json").is_file()):
+        raise LookupError(f"{reference}: no such graph with its metadata sidecar {path.with_suffix('.json').name}")
+    return load_model(reference, path)
+
+
 def _stored_model(tag: str):
     import bentoml
 

@@ -4,11 +4,14 @@
     python -m training.evaluate --model lookalike-embedder:latest --out /tmp/quick --limit 60
     python -m training.evaluate --model lookalike-embedder:NEW --compare lookalike-embedder:OLD --out reports/new-vs-old
     python -m training.evaluate --model lookalike-embedder:latest --onnx runs/x/embedder.onnx --out reports/x
+    python -m training.evaluate --onnx training/artifacts/embedder.onnx --compare var/previous/embedder.onnx --out X
 
 Writes OUT/report.md (the results table first, then the protocol, the classifier, per-class
 tables and examples), its PNG plots, and OUT/metrics.json: a flat dict of the main numbers for
 the model store's metadata (`training.export --metrics`). `--onnx X.onnx` evaluates a graph
-not yet in the store, with the metadata of its shipped sidecar X.json, else of --model.
+not yet in the store, with the metadata of its shipped sidecar X.json, else of --model; `--compare`
+takes a tag or such a pair too (`make report` compares the shipped embedder with the one shipped
+before it, taken from git history).
 
 Each image is decoded once into preset pixels, held in one array; garment masks come from
 `training.colors.load_mask`'s cache (--mask-cache), baseline features from a cache keyed by
@@ -40,7 +43,7 @@ from lookalike.codec import binarize
 from lookalike.settings import Settings
 from training.baselines import FeatureCache, build_baselines, pixel_digests
 from training.colors import PATTERNS
-from training.eval_data import EvalData, ModelUnderTest, load_eval_data, load_model
+from training.eval_data import EvalData, ModelUnderTest, load_eval_data, load_model, load_model_reference
 from training.report import (
     ExampleRow,
     Picture,
@@ -430,7 +433,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.recolours < 2:
         raise SystemExit("--recolours must be at least 2: other-colour retrieval needs another repainting")
     try:
-        models = [load_model(args.model, args.onnx)] + ([load_model(args.compare)] if args.compare else [])
+        models = [load_model(args.model, args.onnx)] + ([load_model_reference(args.compare)] if args.compare else [])
     except LookupError as error:
         raise SystemExit(str(error)) from None
     if len({model.preset for model in models}) > 1:
@@ -505,7 +508,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--onnx", type=Path, help="evaluate this .onnx (metadata from its .json sidecar, else --model's)"
     )
-    parser.add_argument("--compare", help="a second model store tag, e.g. the previous model, put in the same tables")
+    parser.add_argument(
+        "--compare",
+        help="a second model (store tag, or X.onnx with its X.json), e.g. the previous one, in the same tables",
+    )
     parser.add_argument(
         "--data-dir", type=Path, default=settings.clothing_dir, help="folder with train/ and validation/"
     )

@@ -61,10 +61,16 @@ def test_export_checks_parity_ships_and_imports(trained, model_env, tmp_path):
 def test_evaluation_report_of_the_tiny_model(trained, model_env, tmp_path):
     stem = tmp_path / "artifact" / "embedder"
     run_python(["-m", "training.export", "--checkpoint", str(trained / "run" / "checkpoint.pth"), "--ship", str(stem)], model_env)
+    # --compare takes a shipped pair from a file, as `make report` does with the previous one from git.
+    previous = tmp_path / "previous" / "embedder-old"
+    previous.parent.mkdir()
+    for suffix in (".onnx", ".json"):
+        previous.with_suffix(suffix).write_bytes(stem.with_suffix(suffix).read_bytes())
     out = tmp_path / "report"
     run_python(
         [
             "-m", "training.evaluate", "--onnx", str(stem.with_suffix(".onnx")), "--data-dir", str(trained / "data"),
+            "--compare", str(previous.with_suffix(".onnx")),
             "--out", str(out), "--baselines", "phash,hsv", "--cache-dir", "", "--mask-cache", str(tmp_path / "masks"),
             "--recolours", "2", "--examples", "2",
         ],
@@ -76,8 +82,12 @@ def test_evaluation_report_of_the_tiny_model(trained, model_env, tmp_path):
     # The served search rescored a shortlist (8 x 10) longer than this tiny catalogue: it is exact.
     assert metrics["served_instance_recall@10"] == pytest.approx(metrics["float_instance_recall@10"])
     assert 0.0 <= metrics["classifier_top1"] <= 1.0 and "baseline_hsv_instance_recall@1" in metrics
+    # The same graph under another name: the comparison's rows must repeat the model's own.
+    for metric in ("float_instance_recall@1", "binary_category_precision@10", "classifier_top1"):
+        assert metrics[f"compare_{metric}"] == pytest.approx(metrics[metric])
     report = (out / "report.md").read_text()
     assert "served: binary index, rescored" in report and (out / "recall_at_k.png").stat().st_size > 0
+    assert f"compared with `{previous.with_suffix('.onnx')}`" in report
 
 
 def test_end_to_end_training_fine_tunes_the_trunk(trained, model_env, tmp_path):
