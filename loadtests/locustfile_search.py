@@ -51,8 +51,11 @@ class Shopper(HttpUser):
     def _search(self, fields: dict[str, str]) -> None:
         photo = random.choice(PHOTOS)
         with self.client.post(
-            "/search", files={"image": ("photo.jpg", photo, "image/jpeg")}, data=fields,
-            name=f"/search using={fields.get('using', 'shape')}", catch_response=True,
+            "/search",
+            files={"image": ("photo.jpg", photo, "image/jpeg")},
+            data=fields,
+            name=f"/search using={fields.get('using', 'shape')}",
+            catch_response=True,
         ) as response:
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {response.text[:200]}")

@@ -16,6 +16,8 @@ class Offer(BaseModel):
     price: float | None = None
     currency: str | None = None
     category_id: int | None = Field(None, description="Rubricator leaf (or broader) category.")
-    category_ids: list[int] = Field(default_factory=list, description="category_id and all its ancestors, for roll-up filters.")
+    category_ids: list[int] = Field(
+        default_factory=list, description="category_id and all its ancestors, for roll-up filters."
+    )
     gender: str | None = None
     color: str | None = Field(None, description="Colour/pattern class, when known.")

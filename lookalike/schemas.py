@@ -23,7 +23,9 @@ class Product(BaseModel):
 class Item(BaseModel):
     """One wardrobe item found in the photo and the products that look like it."""
 
-    box: list[int] = Field(description="Item box in the photo: x0, y0, x1, y1 pixels (the whole photo until detection lands).")
+    box: list[int] = Field(
+        description="Item box in the photo: x0, y0, x1, y1 pixels (the whole photo until detection lands)."
+    )
     category_id: int | None = Field(None, description="Rubricator category of the item, when classified.")
     products: list[Product]
 

@@ -14,19 +14,28 @@ class Settings(BaseSettings):
 
     # Vector store: embedded Qdrant Edge at `store_path` unless `qdrant_url` names a server or cluster.
     store_path: Path = Field(Path("var/store"), description="Folder of the embedded Qdrant Edge store.")
-    qdrant_url: str | None = Field(None, description="Qdrant server or cluster URL; when set, the embedded store is not used.")
+    qdrant_url: str | None = Field(
+        None, description="Qdrant server or cluster URL; when set, the embedded store is not used."
+    )
     qdrant_api_key: SecretStr | None = Field(None, description="API key for `qdrant_url`.")
     collection: str = Field("offers", description="Collection (Qdrant server) holding the catalogue.")
-    oversampling: float = Field(8.0, ge=1.0, description="Binary-quantisation oversampling before rescoring with full vectors.")
+    oversampling: float = Field(
+        8.0, ge=1.0, description="Binary-quantisation oversampling before rescoring with full vectors."
+    )
     hnsw_ef: int = Field(256, ge=8, description="HNSW search breadth.")
 
     # Models.
     embedder_model: str = Field("lookalike-embedder:latest", description="BentoML model tag of the embedder.")
 
     # Data.
-    clothing_dir: Path = Field(Path("../shared/data/clothing"), description="Real photos (folder per class) for the demo, training and benchmarks.")
+    clothing_dir: Path = Field(
+        Path("../shared/data/clothing"),
+        description="Real photos (folder per class) for the demo, training and benchmarks.",
+    )
 
-    catalog_images_dir: Path | None = Field(None, description="Folder whose images the page serves at /ui/catalog/ (folder catalogues).")
+    catalog_images_dir: Path | None = Field(
+        None, description="Folder whose images the page serves at /ui/catalog/ (folder catalogues)."
+    )
 
     # Request limits.
     max_upload_bytes: int = Field(15 * 1024 * 1024, description="Largest accepted image upload.")

@@ -43,7 +43,9 @@ def _block_positions(stage_depths: Sequence[int]) -> list[tuple[int, int]]:
     return [(stage, index) for stage, depth in enumerate(stage_depths) for index in range(depth)]
 
 
-def rename_keys(state_dict: dict[str, torch.Tensor], stage_depths: Sequence[int] = STAGE_DEPTHS) -> dict[str, torch.Tensor]:
+def rename_keys(
+    state_dict: dict[str, torch.Tensor], stage_depths: Sequence[int] = STAGE_DEPTHS
+) -> dict[str, torch.Tensor]:
     """`_blocks.N.layer.param` (blocks numbered through all stages) -> timm's `blocks.S.I.layer.param`."""
     positions = _block_positions(stage_depths)
     renamed = {}
@@ -60,7 +62,9 @@ def rename_keys(state_dict: dict[str, torch.Tensor], stage_depths: Sequence[int]
     return renamed
 
 
-def efficientnet_lite(name: str = "tf_efficientnet_lite0", pretrained: bool = True, drop_path_rate: float = 0.0) -> nn.Module:
+def efficientnet_lite(
+    name: str = "tf_efficientnet_lite0", pretrained: bool = True, drop_path_rate: float = 0.0
+) -> nn.Module:
     """timm's EfficientNet-Lite `name` with the packaged ImageNet weights (1000-class head kept)."""
     if name not in WEIGHT_PACKAGES:
         raise ValueError(f"unsupported backbone {name!r}: one of {sorted(WEIGHT_PACKAGES)}")

@@ -152,10 +152,18 @@ def export_embedder(
         if fp16_weights:
             compact = store_weights_fp16(path, Path(tmp) / f"fp16-{EMBEDDER_FILE}")
             rounding = max_embedding_difference(path, compact, preset.crop_size)
-            log.info("float16 weights: %.1f MB -> %.1f MB, max abs difference %.2e", path.stat().st_size / 1e6, compact.stat().st_size / 1e6, rounding)
+            log.info(
+                "float16 weights: %.1f MB -> %.1f MB, max abs difference %.2e",
+                path.stat().st_size / 1e6,
+                compact.stat().st_size / 1e6,
+                rounding,
+            )
             if rounding > FP16_STORAGE_TOLERANCE:
                 raise RuntimeError(f"float16 weights moved outputs by {rounding:.2e} > {FP16_STORAGE_TOLERANCE}")
-            path, weights = compact, {"storage": "float16", "compute": "float32", "embedding_max_abs_diff_vs_float32": rounding}
+            path, weights = (
+                compact,
+                {"storage": "float16", "compute": "float32", "embedding_max_abs_diff_vs_float32": rounding},
+            )
         metadata = {
             "preprocess": preset.to_dict(),
             "input": {"name": "pixels", "dtype": "uint8", "layout": "NHWC"},
@@ -190,7 +198,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ship", type=Path, help="also write STEM.onnx and STEM.json (the repository's copy)")
     parser.add_argument("--name", default="lookalike-embedder", help="model store name")
     parser.add_argument("--onnx-only", type=Path, help="write the .onnx here and skip the model store")
-    parser.add_argument("--fp32-weights", action="store_true", help="store weights in float32 (default: float16, computed in float32)")
+    parser.add_argument(
+        "--fp32-weights", action="store_true", help="store weights in float32 (default: float16, computed in float32)"
+    )
     return parser
 
 
@@ -205,8 +215,15 @@ def main(args: argparse.Namespace) -> None:
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     preset = EvalPreset(mean=config.mean, std=config.std)
     export_embedder(
-        embedder, config, preset, name=args.name, metrics=metrics, data_fingerprint=fingerprint,
-        onnx_path=args.onnx_only, ship=args.ship, fp16_weights=not args.fp32_weights,
+        embedder,
+        config,
+        preset,
+        name=args.name,
+        metrics=metrics,
+        data_fingerprint=fingerprint,
+        onnx_path=args.onnx_only,
+        ship=args.ship,
+        fp16_weights=not args.fp32_weights,
     )
 
 

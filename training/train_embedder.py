@@ -185,7 +185,9 @@ class TrunkOutputs(nn.Module):
         return self.embedder.trunk(images)
 
 
-def render_cache(views: Dataset, views_per_image: int, trunk: OnnxEmbedder | None, *, workers: int, desc: str) -> ViewCache:
+def render_cache(
+    views: Dataset, views_per_image: int, trunk: OnnxEmbedder | None, *, workers: int, desc: str
+) -> ViewCache:
     """Render all views (in `workers` processes) and push them through the trunk (ONNX Runtime),
     or keep their pixels when there is no (frozen) trunk."""
     loader = DataLoader(views, batch_size=8, num_workers=workers, collate_fn=lambda items: items)
@@ -307,7 +309,15 @@ def trunk_batch(model: Embedder, cache: ViewCache, rows: torch.Tensor) -> tuple[
     return cache.trunk[rows].float().contiguous(memory_format=torch.channels_last), cache.early[rows].float()
 
 
-def losses(model: Embedder, cache: ViewCache, rows: torch.Tensor, image_ids: torch.Tensor, labels: torch.Tensor, args, memories=None) -> dict:
+def losses(
+    model: Embedder,
+    cache: ViewCache,
+    rows: torch.Tensor,
+    image_ids: torch.Tensor,
+    labels: torch.Tensor,
+    args,
+    memories=None,
+) -> dict:
     shape, color = model.embed_from_trunk(*trunk_batch(model, cache, rows))
     shape_unit, color_unit = F.normalize(shape, dim=1), F.normalize(color, dim=1)
     shape_codes = sign_codes(shape_unit)
@@ -377,7 +387,9 @@ def evaluate(model: Embedder, cache: ViewCache, targets: torch.Tensor) -> dict:
     return {"val_top1": correct / len(targets)}
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, history: list, args, fingerprint: str, ema=None, **extra) -> None:
+def save_checkpoint(
+    path: Path, model, optimizer, scheduler, epoch: int, history: list, args, fingerprint: str, ema=None, **extra
+) -> None:
     """`model` holds the weights export takes: the average's with `ema`, the trained ones in `raw_model`."""
     state = {
         "model_args": model.config.to_dict(),
@@ -417,7 +429,9 @@ def rotate_color_codes(model: Embedder, cache: ViewCache, also: Embedder | None 
     model.eval()
     images = len(cache.colours) // cache.views_per_image
     rows = torch.arange(images, device=cache.colours.device) * cache.views_per_image + cache.views_per_image - 1
-    unit = torch.cat([F.normalize(model.embed_from_trunk(*trunk_batch(model, cache, batch))[1], dim=1) for batch in rows.split(256)])
+    unit = torch.cat(
+        [F.normalize(model.embed_from_trunk(*trunk_batch(model, cache, batch))[1], dim=1) for batch in rows.split(256)]
+    )
     rotation = fit_itq_rotation(unit)
     for rotated in (model, also) if also is not None else (model,):
         last = rotated.color_head[-1]  # embedding = unit(W h + b) -> unit(R^T (W h + b))
@@ -472,7 +486,14 @@ def make_optimizer(model: Embedder, steps: int, args):
 
 
 def prepare_caches(model: Embedder, train_set: FolderDataset, val_set: FolderDataset, fingerprint: str, args):
-    view_args = (args.crop_views, args.photo_views, args.recolour_views, args.seed, model.config.trunk_stages, args.limit)
+    view_args = (
+        args.crop_views,
+        args.photo_views,
+        args.recolour_views,
+        args.seed,
+        model.config.trunk_stages,
+        args.limit,
+    )
     if model.pools_garment:  # early features cached as maps
         view_args += ("garment",)
     if model.config.backbone != "tf_efficientnet_lite0":  # another trunk (Lite0's key predates this)
@@ -482,7 +503,12 @@ def prepare_caches(model: Embedder, train_set: FolderDataset, val_set: FolderDat
     key = cache_key(fingerprint, view_args, data_fingerprint(val_set))
     trunk = None if model.config.train_trunk else frozen_trunk(model, args.cache_dir / f"trunk-{key}.onnx")
     views = TrainingViews(
-        train_set, args.mask_dir, crops=args.crop_views, photos=args.photo_views, recolours=args.recolour_views, seed=args.seed
+        train_set,
+        args.mask_dir,
+        crops=args.crop_views,
+        photos=args.photo_views,
+        recolours=args.recolour_views,
+        seed=args.seed,
     )
     train_cache = cached(
         args.cache_dir / f"train-{key}.pt",
@@ -519,7 +545,13 @@ def main(args: argparse.Namespace) -> dict:
     val_set = limited(FolderDataset(args.data_dir / "validation", classes=train_set.classes), args.limit, args.seed)
     fingerprint = data_fingerprint(train_set)
     model = build_model(train_set.classes, args)
-    (args.out / "config.json").write_text(json.dumps({"args": vars(args), "model_args": model.config.to_dict(), "data_fingerprint": fingerprint}, indent=2, default=str))
+    (args.out / "config.json").write_text(
+        json.dumps(
+            {"args": vars(args), "model_args": model.config.to_dict(), "data_fingerprint": fingerprint},
+            indent=2,
+            default=str,
+        )
+    )
 
     caches = prepare_caches(model, train_set, val_set, fingerprint, args)
     if not args.epochs:  # render the caches only (e.g. once, for several runs that share them)
@@ -551,7 +583,12 @@ def main(args: argparse.Namespace) -> dict:
         started = time.perf_counter()
         # The memory joins after the first epoch, when embeddings have stopped moving fast.
         epoch_memories = memories if epoch >= 1 else None
-        record = {"epoch": epoch, **train_one_epoch(model, train_cache, train_targets, optimizer, scheduler, epoch, args, epoch_memories, ema)}
+        record = {
+            "epoch": epoch,
+            **train_one_epoch(
+                model, train_cache, train_targets, optimizer, scheduler, epoch, args, epoch_memories, ema
+            ),
+        }
         record.update(evaluate(model, val_cache, val_targets), seconds=round(time.perf_counter() - started, 1))
         if ema is not None:
             record["ema_val_top1"] = evaluate(ema.module, val_cache, val_targets)["val_top1"]
@@ -560,10 +597,21 @@ def main(args: argparse.Namespace) -> dict:
         save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch, history, args, fingerprint, ema)
     last_epoch = len(history) - 1
     if args.rotate_color_codes and args.recolour_views and rotated_at != last_epoch:
-        before, after = rotate_color_codes(ema.module, train_cache, also=model) if ema else rotate_color_codes(model, train_cache)
+        before, after = (
+            rotate_color_codes(ema.module, train_cache, also=model) if ema else rotate_color_codes(model, train_cache)
+        )
         log.info("colour codes rotated (ITQ): quantisation error %.3f -> %.3f", before, after)
         save_checkpoint(
-            checkpoint_path, model, optimizer, scheduler, last_epoch, history, args, fingerprint, ema, color_codes_rotated_at=last_epoch
+            checkpoint_path,
+            model,
+            optimizer,
+            scheduler,
+            last_epoch,
+            history,
+            args,
+            fingerprint,
+            ema,
+            color_codes_rotated_at=last_epoch,
         )
     (args.out / "history.json").write_text(json.dumps(history, indent=2))
     return history[-1] if history else {}
@@ -571,10 +619,17 @@ def main(args: argparse.Namespace) -> dict:
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=get_settings().clothing_dir, help="folder with train/ and validation/")
+    parser.add_argument(
+        "--data-dir", type=Path, default=get_settings().clothing_dir, help="folder with train/ and validation/"
+    )
     parser.add_argument("--out", type=Path, default=Path("var/train/embedder"))
     parser.add_argument("--cache-dir", type=Path, default=Path("var/cache"), help="trunk outputs of rendered views")
-    parser.add_argument("--mask-dir", type=Path, default=Path("var/masks-320"), help="garment masks of the working-size photos (computed on a miss)")
+    parser.add_argument(
+        "--mask-dir",
+        type=Path,
+        default=Path("var/masks-320"),
+        help="garment masks of the working-size photos (computed on a miss)",
+    )
     parser.add_argument("--epochs", type=int, default=12, help="0: render the view caches and stop")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (two views each)")
     parser.add_argument("--lr", type=float, default=2e-3, help="heads' learning rate")
@@ -582,14 +637,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trunk-lr", type=float, default=1e-4, help="the trunk's learning rate with --train-trunk")
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--warmup-fraction", type=float, default=0.05)
-    parser.add_argument("--ema-epochs", type=float, default=0.0, help="average the weights over about this many epochs (0: off)")
+    parser.add_argument(
+        "--ema-epochs", type=float, default=0.0, help="average the weights over about this many epochs (0: off)"
+    )
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--instance-weight", type=float, default=1.0)
     parser.add_argument("--temperature", type=float, default=0.1)
-    parser.add_argument("--memory-size", type=int, default=0, help="cross-batch memory of views for the instance terms (0: off)")
+    parser.add_argument(
+        "--memory-size", type=int, default=0, help="cross-batch memory of views for the instance terms (0: off)"
+    )
     parser.add_argument("--code-weight", type=float, default=1.0, help="instance term on straight-through sign codes")
-    parser.add_argument("--colour-contrast-weight", type=float, default=1.0, help="supervised contrast of colour classes")
-    parser.add_argument("--pattern-contrast-weight", type=float, default=0.0, help="the same over colour+pattern classes")
+    parser.add_argument(
+        "--colour-contrast-weight", type=float, default=1.0, help="supervised contrast of colour classes"
+    )
+    parser.add_argument(
+        "--pattern-contrast-weight", type=float, default=0.0, help="the same over colour+pattern classes"
+    )
     parser.add_argument("--quant-weight", type=float, default=1.0)
     parser.add_argument("--balance-weight", type=float, default=0.5)
     parser.add_argument("--backbone", choices=sorted(WEIGHT_PACKAGES), default="tf_efficientnet_lite0")
@@ -601,7 +664,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crop-views", type=int, default=4)
     parser.add_argument("--photo-views", type=int, default=2)
     parser.add_argument("--recolour-views", type=int, default=2)
-    parser.add_argument("--color-pooling", choices=["mean", "garment"], default="garment", help="colour head's pooling of early features")
+    parser.add_argument(
+        "--color-pooling",
+        choices=["mean", "garment"],
+        default="garment",
+        help="colour head's pooling of early features",
+    )
     parser.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate of the backbone")
     parser.add_argument("--dropout", type=float, default=0.2, help="dropout on the penultimate features")
     parser.add_argument(

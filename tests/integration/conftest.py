@@ -37,8 +37,19 @@ def server(model_env, catalogue, tmp_path_factory):
     log_path = workdir / "serve.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "bentoml"), "serve", "service:Lookalike", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(Path(sys.executable).parent / "bentoml"),
+                "serve",
+                "service:Lookalike",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:

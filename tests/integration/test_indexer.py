@@ -15,7 +15,13 @@ pytestmark = pytest.mark.slow
 
 def index(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "indexer", "folder", *args], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "indexer", "folder", *args],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -21,9 +21,24 @@ def trained(tmp_path_factory, model_env):
     write_catalogue(root / "data" / "train", per_class=4, seed=1, size=160, categories=CATEGORIES)
     write_catalogue(root / "data" / "validation", per_class=1, seed=2, size=160, categories=CATEGORIES)
     args = [
-        "-m", "training.train_embedder", "--data-dir", str(root / "data"), "--out", str(root / "run"),
-        "--cache-dir", str(root / "cache"), "--mask-dir", str(root / "masks"),
-        "--batch-size", "8", "--workers", "0", "--embed-dim", "64", "--hidden-dim", "32",
+        "-m",
+        "training.train_embedder",
+        "--data-dir",
+        str(root / "data"),
+        "--out",
+        str(root / "run"),
+        "--cache-dir",
+        str(root / "cache"),
+        "--mask-dir",
+        str(root / "masks"),
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--embed-dim",
+        "64",
+        "--hidden-dim",
+        "32",
     ]
     run_python([*args, "--epochs", "1"], model_env)
     run_python([*args, "--epochs", "2", "--resume"], model_env)
@@ -40,7 +55,10 @@ def test_training_saves_config_and_resumes(trained):
 
 def test_export_checks_parity_ships_and_imports(trained, model_env, tmp_path):
     stem = tmp_path / "artifact" / "embedder"
-    run_python(["-m", "training.export", "--checkpoint", str(trained / "run" / "checkpoint.pth"), "--ship", str(stem)], model_env)
+    run_python(
+        ["-m", "training.export", "--checkpoint", str(trained / "run" / "checkpoint.pth"), "--ship", str(stem)],
+        model_env,
+    )
     metadata = json.loads(stem.with_suffix(".json").read_text())
     assert metadata["outputs"] == ["shape", "color", "category_logits"]
     assert metadata["parity_max_abs_diff"] <= 1e-4
@@ -60,7 +78,10 @@ def test_export_checks_parity_ships_and_imports(trained, model_env, tmp_path):
 
 def test_evaluation_report_of_the_tiny_model(trained, model_env, tmp_path):
     stem = tmp_path / "artifact" / "embedder"
-    run_python(["-m", "training.export", "--checkpoint", str(trained / "run" / "checkpoint.pth"), "--ship", str(stem)], model_env)
+    run_python(
+        ["-m", "training.export", "--checkpoint", str(trained / "run" / "checkpoint.pth"), "--ship", str(stem)],
+        model_env,
+    )
     # --compare takes a shipped pair from a file, as `make report` does with the previous one from git.
     previous = tmp_path / "previous" / "embedder-old"
     previous.parent.mkdir()

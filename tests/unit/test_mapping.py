@@ -119,12 +119,22 @@ def test_bad_lines_name_the_file_the_line_and_the_reason(bad_line, reason):
 
 
 def test_retired_target_is_refused(tmp_path):
-    retired = Rubricator.from_document({"next_id": 4, "categories": [
-        {"id": 1, "name": "bags", "title": "Bags", "children": [
-            {"id": 2, "name": "tote-bag", "title": "Tote bag", "aliases": ["тоут"], "retired": True},
-            {"id": 3, "name": "shopper-bag", "title": "Shopper bag"},
-        ]},
-    ]})
+    retired = Rubricator.from_document(
+        {
+            "next_id": 4,
+            "categories": [
+                {
+                    "id": 1,
+                    "name": "bags",
+                    "title": "Bags",
+                    "children": [
+                        {"id": 2, "name": "tote-bag", "title": "Tote bag", "aliases": ["тоут"], "retired": True},
+                        {"id": 3, "name": "shopper-bag", "title": "Shopper bag"},
+                    ],
+                },
+            ],
+        }
+    )
     path = tmp_path / "shop.mapping.txt"
     for target in ("tote-bag", "2"):
         path.write_text(f"Сумки / Шоперы => shopper-bag\nСумки / Тоуты => {target}\n", "utf-8")

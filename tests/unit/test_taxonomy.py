@@ -32,7 +32,10 @@ def write_rubricator(tmp_path: Path, categories: list[dict], next_id: int = 100)
 def small_tree(*extra_children: dict) -> list[dict]:
     """One root with a dress subtree; extra children go under the root."""
     dress = {
-        "id": 2, "name": "dress", "title": "Dresses", "aliases": ["платье"],
+        "id": 2,
+        "name": "dress",
+        "title": "Dresses",
+        "aliases": ["платье"],
         "children": [
             {"id": 3, "name": "mini-dress", "title": "Mini dress", "aliases": ["платье мини"]},
             {"id": 4, "name": "midi-dress", "title": "Midi dress", "aliases": ["платье миди"]},
@@ -68,8 +71,12 @@ def test_ids_are_unique_and_below_next_id():
 def test_ids_are_stable(rubricator):
     # Ids live in vector-store payloads and mapping files: renumbering the file must fail here.
     assert [(c.id, c.name) for c in rubricator.roots()] == [
-        (1, "womens-clothing"), (116, "mens-clothing"), (195, "womens-shoes"),
-        (232, "mens-shoes"), (260, "bags"), (292, "newborn-clothing"),
+        (1, "womens-clothing"),
+        (116, "mens-clothing"),
+        (195, "womens-shoes"),
+        (232, "mens-shoes"),
+        (260, "bags"),
+        (292, "newborn-clothing"),
     ]
     assert rubricator.get("midi-dress").id == 4
 
@@ -83,8 +90,14 @@ def test_every_leaf_rolls_up_to_one_of_the_six_roots(rubricator):
 
 
 def test_every_category_has_a_gender_from_its_root(rubricator):
-    expected = {"womens-clothing": "women", "mens-clothing": "men", "womens-shoes": "women",
-                "mens-shoes": "men", "bags": "unisex", "newborn-clothing": "baby"}
+    expected = {
+        "womens-clothing": "women",
+        "mens-clothing": "men",
+        "womens-shoes": "women",
+        "mens-shoes": "men",
+        "bags": "unisex",
+        "newborn-clothing": "baby",
+    }
     for category in rubricator:
         assert category.gender == expected[rubricator.roll_up(category.id, 0).name], category.name
 
@@ -124,7 +137,11 @@ def test_ancestors_path_and_roll_up_at_every_depth(rubricator):
     assert [c.name for c in rubricator.path(jacket.id)] == path_names
     assert jacket.depth == 3
     assert [rubricator.roll_up(jacket.id, depth).name for depth in range(5)] == [
-        "womens-clothing", "womens-outerwear", "womens-jackets", "womens-leather-jacket", "womens-leather-jacket",
+        "womens-clothing",
+        "womens-outerwear",
+        "womens-jackets",
+        "womens-leather-jacket",
+        "womens-leather-jacket",
     ]
     assert rubricator.roll_up("maxi-dress", 1).name == "dress"
     assert rubricator.ancestors("bags") == []
@@ -213,8 +230,16 @@ def test_alias_naming_two_nodes_is_rejected(tmp_path):
         ({"id": 5, "name": "Skirt", "title": "Skirt"}, "'name' must be a lower-case slug"),
         ({"id": 5, "name": "skirt", "title": ""}, "'title' must be a non-empty string"),
         ({"id": 5, "name": "skirt", "title": "Skirt", "gender": "girls"}, "'gender' must be one of"),
-        ({"id": 5, "name": "skirt", "title": "Skirt", "retired": True,
-          "children": [{"id": 6, "name": "mini-skirt", "title": "Mini skirt"}]}, "its parent 'skirt' is retired"),
+        (
+            {
+                "id": 5,
+                "name": "skirt",
+                "title": "Skirt",
+                "retired": True,
+                "children": [{"id": 6, "name": "mini-skirt", "title": "Mini skirt"}],
+            },
+            "its parent 'skirt' is retired",
+        ),
         ({"id": 100, "name": "skirt", "title": "Skirt"}, "ids \\[100\\] are not below next_id 100"),
     ],
 )

@@ -68,7 +68,9 @@ def test_hard_memory_negatives_raise_the_instance_loss_and_far_ones_do_not():
 
 def test_pick_views_pairs_two_views_of_each_image():
     views_per_image, shape_views = 5, 3
-    cache = ViewCache(torch.zeros(40), torch.zeros(40), views_per_image, trunk=torch.zeros(40, 1, 1, 1), early=torch.zeros(40, 1))
+    cache = ViewCache(
+        torch.zeros(40), torch.zeros(40), views_per_image, trunk=torch.zeros(40, 1, 1, 1), early=torch.zeros(40, 1)
+    )
     image_ids = torch.tensor([0, 3, 7])
     rows = pick_views(image_ids, cache, shape_views, torch.Generator().manual_seed(0))
     first, second = rows[:3], rows[3:]
@@ -89,7 +91,9 @@ def test_train_preset_is_reproducible_and_sized():
 def test_itq_rotation_is_orthogonal_and_lowers_the_quantisation_error():
     generator = torch.Generator().manual_seed(0)
     # Correlated components, as a trained head gives: sign codes of the raw axes lose much.
-    unit = torch.nn.functional.normalize(torch.randn(512, 16, generator=generator) @ torch.randn(16, 16, generator=generator), dim=1)
+    unit = torch.nn.functional.normalize(
+        torch.randn(512, 16, generator=generator) @ torch.randn(16, 16, generator=generator), dim=1
+    )
     rotation = fit_itq_rotation(unit)
     assert torch.allclose(rotation @ rotation.T, torch.eye(16), atol=1e-5)
     assert quantization_loss(unit @ rotation) < 0.9 * quantization_loss(unit)
@@ -126,11 +130,17 @@ def test_colour_rotation_keeps_cosines_and_turns_the_trained_copy_alike():
     torch.manual_seed(0)
     model = tiny_embedder().eval()
     trained = copy.deepcopy(model)
-    cache = ViewCache(torch.zeros(8), torch.zeros(8), 2, pixels=torch.randint(0, 256, (8, 64, 64, 3), dtype=torch.uint8))
+    cache = ViewCache(
+        torch.zeros(8), torch.zeros(8), 2, pixels=torch.randint(0, 256, (8, 64, 64, 3), dtype=torch.uint8)
+    )
     with torch.no_grad():
-        before = torch.nn.functional.normalize(model.embed_from_trunk(*trunk_batch(model, cache, torch.arange(8)))[1], dim=1)
+        before = torch.nn.functional.normalize(
+            model.embed_from_trunk(*trunk_batch(model, cache, torch.arange(8)))[1], dim=1
+        )
         error_before, error_after = rotate_color_codes(model, cache, also=trained)
-        after = torch.nn.functional.normalize(model.embed_from_trunk(*trunk_batch(model, cache, torch.arange(8)))[1], dim=1)
+        after = torch.nn.functional.normalize(
+            model.embed_from_trunk(*trunk_batch(model, cache, torch.arange(8)))[1], dim=1
+        )
     assert error_after <= error_before
     assert torch.allclose(after @ after.T, before @ before.T, atol=1e-5)
     assert not torch.allclose(after, before, atol=1e-3)
