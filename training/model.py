@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.backbone import WEIGHT_PACKAGES, efficientnet_lite
+from training.backbone import efficientnet_lite
 
 
 @dataclass
@@ -123,8 +123,6 @@ def _expected_relu6(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
 class Embedder(nn.Module):
     def __init__(self, config: EmbedderConfig):
         super().__init__()
-        if config.backbone not in WEIGHT_PACKAGES:
-            raise ValueError(f"unsupported backbone {config.backbone!r}")
         if max(config.color_stages) >= config.trunk_stages:
             raise ValueError("color_stages must lie inside the trunk")
         self.config = config
