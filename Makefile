@@ -13,6 +13,7 @@ export BENTOML_DO_NOT_TRACK := True
 export LOOKALIKE_CLOTHING_DIR ?= $(abspath ../shared/data/clothing)
 CLOTHING_URL := https://github.com/alexeygrigorev/clothing-dataset-small
 EMBEDDER := $(VAR)/.embedder
+DETECTOR_MODEL := $(VAR)/.detector
 # The trained embedder the repository ships (ONNX + metadata); `make train-gpu` remakes it,
 # `make train` makes the CPU recipe's (frozen trunk, < 30 min on 2 cores).
 ARTIFACT := training/artifacts/embedder
@@ -21,14 +22,16 @@ TRAIN_ARGS :=
 # The whole backbone fine-tuned on 16 cached views per photo: ~4 min on one H200 with 16 cores.
 GPU_TRAIN_ARGS := --train-trunk --crop-views 8 --photo-views 4 --recolour-views 4 --epochs 45 --workers 16 --threads 6
 REPORT := training/reports/embedder
+DETECTOR := training/artifacts/detector
+DETECTOR_REPORT := training/reports/detector
 PREVIOUS := $(VAR)/previous
 CATALOG := $(VAR)/.demo-catalog
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser model train train-gpu report demo-catalog demo test test-fast bench loadtest clean
+.PHONY: help install browser model train train-gpu train-detector report report-detector demo-catalog demo test test-fast bench loadtest clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,20 +42,34 @@ install: $(INSTALLED)  ## create .venv and install (only when pyproject.toml cha
 
 $(EMBEDDER): $(INSTALLED) $(wildcard $(ARTIFACT).onnx $(ARTIFACT).json)
 	@if [ -f $(ARTIFACT).onnx ]; then $(BIN)/python -m lookalike.modelstore import $(ARTIFACT); \
-	else echo "no shipped embedder: exporting the provisional one"; $(BIN)/python -m training.export --provisional; fi
+	else echo "no shipped embedder: exporting the provisional one"; $(BIN)/python -m training.embedder.export --provisional; fi
 	@mkdir -p $(VAR) && touch $@
 
-model: $(EMBEDDER)  ## put the shipped embedder into the BentoML model store
+# The shipped detector; without it the provisional one (finds nothing: photos are searched whole).
+$(DETECTOR_MODEL): $(INSTALLED) $(wildcard $(DETECTOR).onnx $(DETECTOR).json)
+	@if [ -f $(DETECTOR).onnx ]; then $(BIN)/python -m lookalike.modelstore import $(DETECTOR); \
+	else echo "no shipped detector: exporting the provisional one"; $(BIN)/python -m training.detector.export --provisional; fi
+	@mkdir -p $(VAR) && touch $@
+
+model: $(EMBEDDER) $(DETECTOR_MODEL)  ## put the shipped embedder and detector into the BentoML model store
 
 train-gpu: TRAIN_RUN := $(VAR)/train/embedder-gpu
 train-gpu: TRAIN_ARGS := $(GPU_TRAIN_ARGS)
 train-gpu: train  ## the same on a GPU, end to end: the recipe of the shipped embedder
 
 train: $(INSTALLED)  ## train the embedders on the CPU, evaluate, export and ship them (training/artifacts)
-	$(BIN)/python -m training.train_embedder --out $(TRAIN_RUN) $(TRAIN_ARGS)
-	$(BIN)/python -m training.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --name lookalike-embedder-candidate
-	$(BIN)/python -m training.evaluate --model lookalike-embedder-candidate:latest --out $(REPORT)
-	$(BIN)/python -m training.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --metrics $(REPORT)/metrics.json --ship $(ARTIFACT)
+	$(BIN)/python -m training.embedder.train --out $(TRAIN_RUN) $(TRAIN_ARGS)
+	$(BIN)/python -m training.embedder.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --name lookalike-embedder-candidate
+	$(BIN)/python -m training.embedder.evaluate --model lookalike-embedder-candidate:latest --out $(REPORT)
+	$(BIN)/python -m training.embedder.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --metrics $(REPORT)/metrics.json --ship $(ARTIFACT)
+
+DETECTOR_RUN := $(VAR)/train/detector
+DETECTOR_TRAIN_ARGS :=
+train-detector: $(INSTALLED)  ## compose scenes, train the detector on the CPU, evaluate, export and ship it
+	$(BIN)/python -m training.detector.train --out $(DETECTOR_RUN) $(DETECTOR_TRAIN_ARGS)
+	$(BIN)/python -m training.detector.evaluate --checkpoint $(DETECTOR_RUN)/checkpoint.pth --out $(DETECTOR_REPORT)
+	$(BIN)/python -m training.detector.export --checkpoint $(DETECTOR_RUN)/checkpoint.pth \
+	  --metrics $(DETECTOR_REPORT)/metrics.json --ship $(DETECTOR)
 
 # The previous model is the shipped pair as of the last commit before the one that shipped this one.
 report: $(INSTALLED)  ## evaluate the shipped embedder against the one shipped before it (from git history)
@@ -62,9 +79,20 @@ report: $(INSTALLED)  ## evaluate the shipped embedder against the one shipped b
 	  git show $$commit:$(ARTIFACT).json > $(PREVIOUS)/embedder-$$commit.json; then \
 	  compare="--compare $(PREVIOUS)/embedder-$$commit.onnx"; \
 	else echo "no earlier shipped embedder in git history: the report compares with nothing"; fi; \
-	set -x; $(BIN)/python -m training.evaluate --onnx $(ARTIFACT).onnx $$compare --out $(REPORT)
+	set -x; $(BIN)/python -m training.embedder.evaluate --onnx $(ARTIFACT).onnx $$compare --out $(REPORT)
 
-$(CATALOG): $(EMBEDDER)
+# The same for the detector: the shipped pair against the one shipped before it, found by the shipped embedder.
+report-detector: $(INSTALLED)  ## evaluate the shipped detector against the one shipped before it (from git history)
+	@mkdir -p $(PREVIOUS) && rm -f $(PREVIOUS)/detector-*
+	@commit=$$(git log -n 1 --skip 1 --format=%h -- $(DETECTOR).onnx 2>/dev/null); compare=; \
+	if [ -n "$$commit" ] && git show $$commit:$(DETECTOR).onnx > $(PREVIOUS)/detector-$$commit.onnx && \
+	  git show $$commit:$(DETECTOR).json > $(PREVIOUS)/detector-$$commit.json; then \
+	  compare="--compare $(PREVIOUS)/detector-$$commit.onnx"; \
+	else echo "no earlier shipped detector in git history: the report compares with nothing"; fi; \
+	set -x; $(BIN)/python -m training.detector.evaluate --onnx $(DETECTOR).onnx $$compare \
+	  --embedder $(ARTIFACT).onnx --out $(DETECTOR_REPORT)
+
+$(CATALOG): $(EMBEDDER) $(DETECTOR_MODEL)
 	@mkdir -p $(VAR)
 	@if [ ! -d "$$LOOKALIKE_CLOTHING_DIR/train" ]; then \
 	  echo "no photos at $$LOOKALIKE_CLOTHING_DIR; trying to clone $(CLOTHING_URL)"; \

@@ -27,9 +27,10 @@ class Embedder:
 
     def __init__(self) -> None:
         from lookalike.engines import OnnxEmbedder
+        from lookalike.modelcard import EmbedderCard
 
         self.engine = OnnxEmbedder(self.model.path_of(EMBEDDER_FILE))
-        self.dims = self.model.info.metadata["dims"]
+        self.card = EmbedderCard.from_metadata(self.model.info.metadata)
 
     @bentoml.api(batchable=True, batch_dim=(0, 0), max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
     def embed(self, pixels: np.ndarray) -> np.ndarray:

@@ -2,8 +2,11 @@
 
     python -m indexer folder ../shared/data/clothing/train --shop demo --mapping indexer/mappings/clothing.txt
 
-Where the store lives and which embedder runs come from the settings (LOOKALIKE_*). The
-embedded store is single-writer: index while the API service is stopped, or use a Qdrant server.
+Where the store lives and which detector and embedder run come from the settings (LOOKALIKE_*).
+Each photo's product is detected and cropped before it is embedded, as the service does with a
+shopper's photo; `--no-detect` (or LOOKALIKE_DETECT=false) embeds whole photos — index and serve
+with the same choice. The embedded store is single-writer: index while the API service is
+stopped, or use a Qdrant server.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import logging
 import sys
 from pathlib import Path
 
-from indexer.pipeline import index_offers, load_local_image
+from bentoml.exceptions import NotFound
+
+from indexer.pipeline import MainItems, index_offers, load_local_image
 from indexer.sources import iter_folder_offers
-from lookalike.engines import load_embedder
+from lookalike.engines import load_detector, load_embedder
 from lookalike.mapping import CategoryMapping, MappingError, UnmappedReport
-from lookalike.preprocess import EvalPreset
 from lookalike.settings import get_settings
 from lookalike.store import SchemaMismatchError, StoreBusyError, open_store
 from lookalike.taxonomy import Rubricator, load_rubricator
@@ -58,17 +62,23 @@ def index_folder(args: argparse.Namespace) -> int:
     categorize = make_categorizer(args.mapping, rubricator, unmapped)
     entries = iter_folder_offers(args.root, shop=args.shop, categorize=categorize, image_base_url=args.image_base_url)
     total = sum(1 for _ in iter_folder_offers(args.root, shop=args.shop, categorize=lambda _: None))
-    engine, metadata = load_embedder(settings.embedder_model)
+    engine, card = load_embedder(settings.embedder_model)
+    locate = None
+    if settings.detect and not args.no_detect:
+        locate = MainItems(*load_detector(settings.detector_model))
+    else:
+        log.info("detection is off: every photo is embedded whole")
     load_image = functools.partial(
         load_local_image, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
     )
-    with open_store(settings) as store:
+    with open_store(settings, dims=card.dims) as store:
         stats = index_offers(
             with_ancestors(entries, rubricator),
             embed=engine,
-            preset=EvalPreset.from_dict(metadata["preprocess"]),
+            preset=card.preset,
             store=store,
             load_image=load_image,
+            locate=locate,
             batch_size=args.batch_size,
             workers=args.workers,
             total=total,
@@ -87,7 +97,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     folder.add_argument("--shop", default="demo", help="shop name stored with every offer")
     folder.add_argument("--mapping", type=Path, help="category mapping file (lookalike/data/MAPPING.md)")
     folder.add_argument("--image-base-url", default="/ui/catalog/", help="URL prefix of the images' relative paths")
-    folder.add_argument("--batch-size", type=int, default=32)
+    folder.add_argument("--batch-size", type=int, default=32, help="photos per detector and embedder call")
+    folder.add_argument(
+        "--no-detect", action="store_true", help="embed whole photos, without the detector (as LOOKALIKE_DETECT=false)"
+    )
     folder.add_argument("--workers", type=int, default=2, help="threads decoding images")
     folder.set_defaults(run=index_folder)
     return parser
@@ -100,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except (FileNotFoundError, MappingError, StoreBusyError, SchemaMismatchError) as error:
         log.error("%s", error)  # the user's input or setup is wrong: say so, no traceback
+        return 2
+    except NotFound as error:  # a model missing from the BentoML model store
+        log.error(
+            "%s; import the shipped models (python -m lookalike.modelstore import training/artifacts/embedder, "
+            "and .../detector), or index with --no-detect if only the detector is missing.",
+            error,
+        )
         return 2
 
 

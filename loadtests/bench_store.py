@@ -147,7 +147,7 @@ def main(args: argparse.Namespace) -> str:
     def open_store(**options) -> EdgeStore:
         return EdgeStore(
             path,
-            dim=args.dim,
+            dims={"shape": args.dim, "color": args.dim},
             hnsw_ef=hnsw_ef,
             oversampling=options.pop("oversampling", oversampling),
             upsert_batch_size=args.batch_size,
@@ -259,7 +259,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--points", type=int, default=100_000, help="catalogue size")
     parser.add_argument("--queries", type=int, default=1000, help="timed queries per configuration")
     parser.add_argument("--clusters", type=int, default=None, help="shape clusters (default: points / 50)")
-    parser.add_argument("--dim", type=int, default=128, help="vector size (the collection schema uses 128)")
+    parser.add_argument(
+        "--dim", type=int, default=128, help="vector size of both vectors (the shipped embedder makes 128)"
+    )
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=1000, help="offers per upsert call")
     parser.add_argument("--hnsw-ef", type=int, default=None, help="default: settings.hnsw_ef")

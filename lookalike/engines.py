@@ -8,8 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.modelcard import DetectorCard, EmbedderCard
+
 log = logging.getLogger(__name__)
+# The file inside each model store entry.
 EMBEDDER_FILE = "embedder.onnx"
+DETECTOR_FILE = "detector.onnx"
 _PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
@@ -20,8 +24,8 @@ def available_providers() -> list[str]:
     return [p for p in _PREFERRED_PROVIDERS if p in available]
 
 
-class OnnxEmbedder:
-    """uint8 pixels (n, h, w, 3) -> {"shape": (n, d), "color": (n, d)} float32, L2-normalised."""
+class OnnxModel:
+    """An exported model: uint8 pixels (n, h, w, 3) -> its named outputs, float32, each (n, ...)."""
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
         import onnxruntime as ort
@@ -36,18 +40,41 @@ class OnnxEmbedder:
 
     def __call__(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         if len(pixels) == 0:
-            return {name: np.zeros((0, self.dim(name)), np.float32) for name in self.output_names}
+            return {name: np.zeros((0, *self.item_shape(name)), np.float32) for name in self.output_names}
         outputs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(pixels, np.uint8)})
         return dict(zip(self.output_names, outputs))
 
-    def dim(self, name: str) -> int:
+    def item_shape(self, name: str) -> tuple[int, ...]:
+        """One image's output shape; an axis the graph leaves symbolic counts as 0."""
         (output,) = [o for o in self.session.get_outputs() if o.name == name]
-        return int(output.shape[-1])
+        return tuple(size if isinstance(size, int) else 0 for size in output.shape[1:])
 
 
-def load_embedder(tag: str) -> tuple[OnnxEmbedder, dict]:
-    """The embedder saved in the BentoML model store under `tag`, and its metadata."""
+class OnnxEmbedder(OnnxModel):
+    """uint8 pixels (n, h, w, 3) -> {"shape": (n, d), "color": (n, d)} float32, L2-normalised."""
+
+    def dim(self, name: str) -> int:
+        return self.item_shape(name)[-1]
+
+
+class OnnxDetector(OnnxModel):
+    """Letterboxed uint8 pixels (n, S, S, 3) -> {"boxes": (n, A, 4), "scores": (n, A, classes)} float32.
+
+    Raw per-anchor outputs: `lookalike.detection.postprocess` turns one image's rows into detections.
+    """
+
+
+def load_embedder(tag: str) -> tuple[OnnxEmbedder, EmbedderCard]:
+    """The embedder saved in the BentoML model store under `tag`, and its card."""
     import bentoml
 
     model = bentoml.models.get(tag)
-    return OnnxEmbedder(model.path_of(EMBEDDER_FILE)), dict(model.info.metadata)
+    return OnnxEmbedder(model.path_of(EMBEDDER_FILE)), EmbedderCard.from_metadata(model.info.metadata)
+
+
+def load_detector(tag: str) -> tuple[OnnxDetector, DetectorCard]:
+    """The detector saved in the BentoML model store under `tag`, and its card."""
+    import bentoml
+
+    model = bentoml.models.get(tag)
+    return OnnxDetector(model.path_of(DETECTOR_FILE)), DetectorCard.from_metadata(model.info.metadata)

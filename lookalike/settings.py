@@ -26,6 +26,11 @@ class Settings(BaseSettings):
 
     # Models.
     embedder_model: str = Field("lookalike-embedder:latest", description="BentoML model tag of the embedder.")
+    detector_model: str = Field("lookalike-detector:latest", description="BentoML model tag of the detector.")
+    detect: bool = Field(
+        True,
+        description="Detect the items in photos before embedding them; when off, a photo is one item, whole.",
+    )
 
     # Data.
     clothing_dir: Path = Field(

@@ -1,7 +1,8 @@
-"""Shared fixtures: a provisional embedder exported once per session into a private model store."""
+"""Shared fixtures: the embedder and the detector, imported (or exported) once per session into a private store."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from lookalike.modelcard import DetectorCard
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,16 +31,27 @@ def run_python(args: list[str], env: dict[str, str], timeout: float = 600) -> su
 
 
 SHIPPED_EMBEDDER = ROOT / "training" / "artifacts" / "embedder"
+SHIPPED_DETECTOR = ROOT / "training" / "artifacts" / "detector"
+# The shipped model (STEM.onnx + STEM.json) when the repository has one, else its exporter's provisional one.
+MODELS = ((SHIPPED_EMBEDDER, "training.embedder.export"), (SHIPPED_DETECTOR, "training.detector.export"))
 
 
 @pytest.fixture(scope="session")
 def model_env(tmp_path_factory) -> dict[str, str]:
-    """Environment whose BENTOML_HOME holds the embedder the demo serves: the shipped one, else the provisional."""
+    """Environment whose BENTOML_HOME holds the models the demo serves: the shipped ones, else the provisional."""
     home = tmp_path_factory.mktemp("bentoml")
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(ROOT)}
     env = {key: value for key, value in env.items() if not key.startswith("LOOKALIKE_")}
-    if SHIPPED_EMBEDDER.with_suffix(".onnx").is_file():
-        run_python(["-m", "lookalike.modelstore", "import", str(SHIPPED_EMBEDDER)], env)
-    else:
-        run_python(["-m", "training.export", "--provisional"], env)
+    for stem, exporter in MODELS:
+        if stem.with_suffix(".onnx").is_file():
+            run_python(["-m", "lookalike.modelstore", "import", str(stem)], env)
+        else:
+            run_python(["-m", exporter, "--provisional"], env)
     return env
+
+
+@pytest.fixture(scope="session")
+def detector_card(model_env) -> DetectorCard:
+    """The card of the detector in `model_env`'s model store (shipped or provisional)."""
+    script = "import bentoml, json; print(json.dumps(bentoml.models.get('lookalike-detector:latest').info.metadata))"
+    return DetectorCard.from_metadata(json.loads(run_python(["-c", script], model_env).stdout))

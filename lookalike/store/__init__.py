@@ -7,9 +7,10 @@ One API, two backends that share the collection schema defined here:
 - `ServerStore` (`lookalike.store.server`): a Qdrant server or cluster through qdrant-client, used
   when `settings.qdrant_url` is set. Tests run it against qdrant-client's local mode.
 
-Schema: two named 128-d cosine vectors, binary quantisation kept in RAM with an 8-bit scalar query
+Schema: two named cosine vectors, their sizes from the embedder's card (`EmbedderCard.dims`, 128 each
+for the shipped one), binary quantisation kept in RAM with an 8-bit scalar query
 encoding (the query keeps its magnitudes against the 1-bit codes: instance recall@1 of the codes'
-ranking 0.543 against 0.490 for 1-bit queries, `training.evaluate`), rescored with the original
+ranking 0.543 against 0.490 for 1-bit queries, `training.embedder.evaluate`), rescored with the original
 vectors (oversampling and `hnsw_ef` from the settings), HNSW m=16, ef_construct=100;
 payload = `Offer.model_dump()`, with indexes on the filtered fields. A point's id is derived from
 (shop, offer_id), so indexing an offer again overwrites it.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Protocol, Self
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
     from lookalike.settings import Settings
 
 __all__ = [
-    "DIM",
     "VECTORS",
+    "Dims",
     "Hit",
     "SchemaMismatchError",
     "StoreBusyError",
@@ -52,7 +53,8 @@ __all__ = [
 
 VectorName = Literal["shape", "color"]
 VECTORS: tuple[VectorName, ...] = ("shape", "color")
-DIM = 128
+# The size of each named vector, e.g. `EmbedderCard.dims`: a store holds what one embedder makes.
+Dims = Mapping[VectorName, int]
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
 # Qdrant's default: below this many kilobytes of vectors a filtered search scans the matching points.
@@ -88,7 +90,7 @@ class VectorStore(Protocol):
     """What the indexer and the service use; `EdgeStore` and `ServerStore` implement it."""
 
     def upsert(self, offers: Sequence[Offer], shape: np.ndarray, color: np.ndarray) -> None:
-        """Insert or overwrite `offers` with their (n, dim) vectors; rows need not be normalised."""
+        """Insert or overwrite `offers` with their (n, dims[...]) vectors; rows need not be normalised."""
 
     def optimize(self) -> None:
         """Build the search index after a bulk load; blocks until done."""
@@ -119,7 +121,7 @@ class VectorStore(Protocol):
         color: str | None = None,
         exact: bool = False,
     ) -> list[list[Hit]]:
-        """`search` for each row of `vectors` (m, dim), planned as one batch."""
+        """`search` for each row of `vectors` (m, dims[using]), planned as one batch."""
 
     def count(self) -> int: ...
 
@@ -135,8 +137,12 @@ def point_id(shop: str, offer_id: str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, json.dumps([shop, offer_id], ensure_ascii=False)))
 
 
-def open_store(settings: Settings | None = None) -> VectorStore:
-    """The store the settings name: a Qdrant server when `qdrant_url` is set, else Qdrant Edge at `store_path`."""
+def open_store(settings: Settings | None = None, *, dims: Dims) -> VectorStore:
+    """The store the settings name: a Qdrant server when `qdrant_url` is set, else Qdrant Edge at `store_path`.
+
+    `dims`: the embedder's vector sizes (`EmbedderCard.dims`); a store built for other sizes raises
+    `SchemaMismatchError` and is left as it is.
+    """
     if settings is None:
         from lookalike.settings import get_settings
 
@@ -145,10 +151,10 @@ def open_store(settings: Settings | None = None) -> VectorStore:
     if settings.qdrant_url:
         from lookalike.store.server import ServerStore
 
-        return ServerStore.from_settings(settings)
+        return ServerStore.from_settings(settings, dims=dims)
     from lookalike.store.edge import EdgeStore
 
-    return EdgeStore.from_settings(settings)
+    return EdgeStore.from_settings(settings, dims=dims)
 
 
 # --- shared by the backends ------------------------------------------------------------------
@@ -157,7 +163,7 @@ def open_store(settings: Settings | None = None) -> VectorStore:
 class _Store:
     """Context-manager support and argument checks common to both backends."""
 
-    dim: int
+    dims: dict[VectorName, int]
 
     def close(self) -> None:
         raise NotImplementedError
@@ -170,11 +176,11 @@ class _Store:
     ) -> None:
         self.close()
 
-    def _rows(self, array: np.ndarray, what: str, n: int | None = None) -> np.ndarray:
+    def _rows(self, array: np.ndarray, what: str, dim: int, n: int | None = None) -> np.ndarray:
         """`array` as a C-contiguous float32 (n, dim) matrix of finite, non-zero rows."""
         matrix = np.ascontiguousarray(array, dtype=np.float32)
-        if matrix.ndim != 2 or matrix.shape[1] != self.dim or (n is not None and matrix.shape[0] != n):
-            expected = f"({n if n is not None else 'n'}, {self.dim})"
+        if matrix.ndim != 2 or matrix.shape[1] != dim or (n is not None and matrix.shape[0] != n):
+            expected = f"({n if n is not None else 'n'}, {dim})"
             raise ValueError(f"{what} must have shape {expected}, got {np.shape(array)}")
         if not np.isfinite(matrix).all():
             raise ValueError(f"{what} contains NaN or infinite values")
@@ -183,20 +189,24 @@ class _Store:
         return matrix
 
     def _vectors(self, offers: Sequence[Offer], shape: np.ndarray, color: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._rows(shape, "shape", len(offers)), self._rows(color, "color", len(offers))
+        return (
+            self._rows(shape, "shape", self.dims["shape"], len(offers)),
+            self._rows(color, "color", self.dims["color"], len(offers)),
+        )
 
     def _queries(self, vectors: np.ndarray, using: str, top_k: int) -> np.ndarray:
         if using not in VECTORS:
             raise ValueError(f"using must be one of {VECTORS}, got {using!r}")
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
-        return self._rows(vectors, "query vectors")
+        return self._rows(vectors, "query vectors", self.dims[using])
 
     def search(self, vector: np.ndarray, **options) -> list[Hit]:
         """One query: a batch of one (see `VectorStore.search`)."""
         vector = np.asarray(vector)
         if vector.ndim != 1:
-            raise ValueError(f"vector must have shape ({self.dim},), got {vector.shape}")
+            dim = self.dims.get(options.get("using", "shape"), "dim")
+            raise ValueError(f"vector must have shape ({dim},), got {vector.shape}")
         return self.search_batch(vector[None, :], **options)[0]
 
 
@@ -216,6 +226,17 @@ def _match_conditions(
         if value is not None:
             conditions.append((field, value))
     return conditions
+
+
+def _check_dims(dims: Dims) -> dict[VectorName, int]:
+    """`dims` as a plain dict with a positive size for each of `VECTORS`, and nothing else."""
+    if set(dims) != set(VECTORS) or not all(isinstance(dims[name], int) and dims[name] > 0 for name in VECTORS):
+        raise ValueError(f"dims must give a positive size for each of {VECTORS} and nothing else, got {dict(dims)}")
+    return {name: int(dims[name]) for name in VECTORS}
+
+
+def _describe_dims(dims: Dims) -> str:
+    return ", ".join(f"{name}: {size}-d" for name, size in dims.items())
 
 
 def _validate_settings(hnsw_ef: int, oversampling: float) -> None:

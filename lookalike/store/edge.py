@@ -48,16 +48,18 @@ from qdrant_edge import (
 
 from lookalike.catalog import Offer
 from lookalike.store import (
-    DIM,
     FULL_SCAN_THRESHOLD_KB,
     HNSW_EF_CONSTRUCT,
     HNSW_M,
     PAYLOAD_INDEXES,
     VECTORS,
+    Dims,
     Hit,
     SchemaMismatchError,
     StoreBusyError,
     VectorName,
+    _check_dims,
+    _describe_dims,
     _match_conditions,
     _payload,
     _Store,
@@ -88,7 +90,7 @@ class EdgeStore(_Store):
         self,
         path: str | Path,
         *,
-        dim: int = DIM,
+        dims: Dims,
         hnsw_ef: int = 256,
         oversampling: float = 8.0,
         rescore: bool = True,
@@ -98,7 +100,7 @@ class EdgeStore(_Store):
     ) -> None:
         _validate_settings(hnsw_ef, oversampling)
         self.path = Path(path)
-        self.dim = dim
+        self.dims = _check_dims(dims)
         self.upsert_batch_size = upsert_batch_size
         self._params = SearchParams(
             hnsw_ef=hnsw_ef, quantization=QuantizationSearchParams(rescore=rescore, oversampling=oversampling)
@@ -109,7 +111,7 @@ class EdgeStore(_Store):
             else SearchParams(hnsw_ef=hnsw_ef, quantization=QuantizationSearchParams(ignore=True))
         )
         self._exact_params = SearchParams(exact=True, quantization=QuantizationSearchParams(ignore=True))
-        vectors = {name: EdgeVectorParams(size=dim, distance=Distance.Cosine) for name in VECTORS}
+        vectors = {name: EdgeVectorParams(size=self.dims[name], distance=Distance.Cosine) for name in VECTORS}
         if (self.path / _CONFIG_FILE).exists():
             # Only the vectors are given: Edge checks them against the segments and keeps every other
             # setting (HNSW, quantisation) as persisted, so opening never rewrites the store's config.
@@ -139,8 +141,8 @@ class EdgeStore(_Store):
             raise
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EdgeStore:
-        return cls(settings.store_path, hnsw_ef=settings.hnsw_ef, oversampling=settings.oversampling)
+    def from_settings(cls, settings: Settings, *, dims: Dims) -> EdgeStore:
+        return cls(settings.store_path, dims=dims, hnsw_ef=settings.hnsw_ef, oversampling=settings.oversampling)
 
     def _open(self, opener) -> EdgeShard:
         try:
@@ -150,7 +152,7 @@ class EdgeStore(_Store):
             if "incompatible" in message:
                 raise SchemaMismatchError(
                     f"the Qdrant Edge store at {self.path} does not hold the vectors this code expects "
-                    f"({', '.join(VECTORS)}: {self.dim}-d cosine): {message}. Nothing was changed; point "
+                    f"({_describe_dims(self.dims)}, cosine): {message}. Nothing was changed; point "
                     "store_path at another folder, or delete this one to rebuild the index there."
                 ) from error
             if "WouldBlock" in message:

@@ -20,15 +20,16 @@ from qdrant_client import QdrantClient, models
 
 from lookalike.catalog import Offer
 from lookalike.store import (
-    DIM,
     FULL_SCAN_THRESHOLD_KB,
     HNSW_EF_CONSTRUCT,
     HNSW_M,
     PAYLOAD_INDEXES,
     VECTORS,
+    Dims,
     Hit,
     SchemaMismatchError,
     VectorName,
+    _check_dims,
     _match_conditions,
     _payload,
     _Store,
@@ -55,7 +56,7 @@ class ServerStore(_Store):
         client: QdrantClient,
         collection: str = "offers",
         *,
-        dim: int = DIM,
+        dims: Dims,
         hnsw_ef: int = 256,
         oversampling: float = 8.0,
         rescore: bool = True,
@@ -68,7 +69,7 @@ class ServerStore(_Store):
         _validate_settings(hnsw_ef, oversampling)
         self.client = client
         self.collection = collection
-        self.dim = dim
+        self.dims = _check_dims(dims)
         self.upsert_batch_size = upsert_batch_size
         self.max_retries = max_retries
         self.optimize_timeout_s = optimize_timeout_s
@@ -86,10 +87,10 @@ class ServerStore(_Store):
         self._ensure_collection()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ServerStore:
+    def from_settings(cls, settings: Settings, *, dims: Dims) -> ServerStore:
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         client = QdrantClient(url=settings.qdrant_url, api_key=api_key)
-        return cls(client, settings.collection, hnsw_ef=settings.hnsw_ef, oversampling=settings.oversampling)
+        return cls(client, settings.collection, dims=dims, hnsw_ef=settings.hnsw_ef, oversampling=settings.oversampling)
 
     def _ensure_collection(self) -> None:
         if self.client.collection_exists(self.collection):
@@ -101,7 +102,7 @@ class ServerStore(_Store):
             self.client.create_collection(
                 self.collection,
                 vectors_config={
-                    name: models.VectorParams(size=self.dim, distance=models.Distance.COSINE) for name in VECTORS
+                    name: models.VectorParams(size=self.dims[name], distance=models.Distance.COSINE) for name in VECTORS
                 },
                 hnsw_config=models.HnswConfigDiff(
                     m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
@@ -120,7 +121,7 @@ class ServerStore(_Store):
         log.info("%s Qdrant collection %r (%d points)", action, self.collection, self.count())
 
     def _check_vectors(self, vectors) -> None:
-        expected = {name: (self.dim, models.Distance.COSINE) for name in VECTORS}
+        expected = {name: (self.dims[name], models.Distance.COSINE) for name in VECTORS}
         found = (
             {name: (params.size, params.distance) for name, params in vectors.items()}
             if isinstance(vectors, dict)

@@ -1,19 +1,31 @@
-"""A served Lookalike for the integration tests: a generated catalogue, indexed, behind `bentoml serve`."""
+"""Served Lookalikes for the integration tests: a catalogue, indexed, behind `bentoml serve`.
+
+`server` serves a generated catalogue (drawn garments); `photo_server` a small catalogue of real
+photos, for what needs a trained detector (it finds garments in photos, not in drawings).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
+from lookalike.settings import Settings
 from lookalike.synthetic import write_catalogue
 from tests.conftest import ROOT, free_port, run_python
 
 MAX_UPLOAD_BYTES = 300_000
+PHOTOS_PER_CLASS = 4
+PASTED = ("pants", "t-shirt", "shoes")  # classes of the photos pasted side by side into one (`compose`)
 
 
 @pytest.fixture(scope="session")
@@ -24,13 +36,78 @@ def catalogue(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(model_env, catalogue, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("service")
+def server(model_env, catalogue, tmp_path_factory) -> Iterator[str]:
+    with serve(
+        model_env, catalogue, tmp_path_factory.mktemp("service"), {"LOOKALIKE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)}
+    ) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def photo_catalogue(tmp_path_factory) -> Path:
+    """The first PHOTOS_PER_CLASS real photos of each class of the held-out split, as a shop's folder."""
+    clothing = Settings(_env_file=None).clothing_dir
+    source = (clothing if clothing.is_absolute() else ROOT / clothing) / "validation"
+    if not source.is_dir():
+        pytest.skip(f"no real photos at {source} (LOOKALIKE_CLOTHING_DIR): a trained detector needs photos")
+    root = tmp_path_factory.mktemp("photos")
+    for folder in sorted(path for path in source.iterdir() if path.is_dir()):
+        (root / folder.name).mkdir()
+        for photo in sorted(folder.glob("*.jpg"))[:PHOTOS_PER_CLASS]:
+            shutil.copyfile(photo, root / folder.name / photo.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def photo_server(model_env, photo_catalogue, tmp_path_factory) -> Iterator[str]:
+    with serve(model_env, photo_catalogue, tmp_path_factory.mktemp("photo-service")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def trained_detector(detector_card):
+    if detector_card.provisional or not detector_card.metrics:
+        pytest.skip(
+            "the model store holds the provisional detector (untrained: its boxes mean nothing); "
+            "ship a trained one as training/artifacts/detector.onnx + .json"
+        )
+    return detector_card
+
+
+def pasted_paths(photo_catalogue: Path) -> list[Path]:
+    """The photos `compose` pastes: the first catalogue photo of each of the PASTED classes."""
+    return [min((photo_catalogue / name).glob("*.jpg")) for name in PASTED]
+
+
+def compose(photos: list[Image.Image], background: str, seed: int = 0) -> Image.Image:
+    """`photos` side by side, each 360 px high, on a plain or cluttered background."""
+    rng = np.random.default_rng(seed)
+    scaled = [photo.resize((round(photo.width * 360 / photo.height), 360)) for photo in photos]
+    gap = 60
+    canvas = Image.new("RGB", (sum(p.width for p in scaled) + gap * (len(scaled) + 1), 480), (232, 228, 220))
+    if background == "cluttered":
+        draw = ImageDraw.Draw(canvas)
+        for _ in range(60):
+            x, y = rng.integers(0, canvas.width), rng.integers(0, canvas.height)
+            w, h = rng.integers(10, 90, 2)
+            colour = tuple(int(v) for v in rng.integers(40, 220, 3))
+            shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+            shape((x, y, x + w, y + h), fill=colour)
+    x = gap
+    for photo in scaled:
+        canvas.paste(photo, (x, 60))
+        x += photo.width + gap
+    return canvas
+
+
+@contextlib.contextmanager
+def serve(model_env: dict[str, str], catalogue: Path, workdir: Path, settings: dict[str, str] | None = None):
+    """Index `catalogue` into a store in `workdir`, then `bentoml serve` it; yields the URL."""
     env = {
         **model_env,
         "LOOKALIKE_STORE_PATH": str(workdir / "store"),
         "LOOKALIKE_CATALOG_IMAGES_DIR": str(catalogue),
-        "LOOKALIKE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+        **(settings or {}),
     }
     run_python(["-m", "indexer", "folder", str(catalogue), "--shop", "test-shop"], env)
     port = free_port()

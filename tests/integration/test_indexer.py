@@ -54,3 +54,18 @@ def test_bad_input_fails_with_a_message_not_a_traceback(model_env, tmp_path, mak
     result = index(make_args(tmp_path), {**model_env, "LOOKALIKE_STORE_PATH": str(tmp_path / "store")})
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_detect_embeds_whole_photos_and_a_missing_detector_is_a_clear_error(model_env, tmp_path):
+    catalogue = tmp_path / "catalogue"
+    write_catalogue(catalogue, per_class=2, seed=4, size=96, categories=["dress", "shoes"])
+    env = {**model_env, "LOOKALIKE_STORE_PATH": str(tmp_path / "store")}
+    result = index([str(catalogue), "--no-detect"], env)
+    assert result.returncode == 0, result.stderr
+    assert "detection is off" in result.stderr and "4 indexed as the whole photo" in result.stderr
+
+    missing = index([str(catalogue)], {**env, "LOOKALIKE_DETECTOR_MODEL": "no-such-detector:latest"})
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "no-such-detector" in missing.stderr and "--no-detect" in missing.stderr
+    off = index([str(catalogue)], {**env, "LOOKALIKE_DETECTOR_MODEL": "no-such-detector", "LOOKALIKE_DETECT": "false"})
+    assert off.returncode == 0, off.stderr

@@ -19,19 +19,29 @@ def search(url: str, image: bytes, **fields) -> httpx.Response:
     return httpx.post(f"{url}/search", files={"image": ("photo.jpg", image, "image/jpeg")}, data=data, timeout=60)
 
 
+def firsts(body: dict) -> list[str]:
+    """The best product's offer id of each item."""
+    return [item["products"][0]["offer_id"] for item in body["items"] if item["products"]]
+
+
 @pytest.mark.parametrize("category", ["dress", "pants", "shoes", "t-shirt"])
 def test_exact_catalogue_item_comes_back_first(server, catalogue, category):
+    # The indexer searched the photo's main item (or the whole photo when nothing was detected);
+    # the service's items include that same crop, whatever else it detects.
     image_path = catalogue / category / f"{category}-0002.jpg"
     response = search(server, image_path.read_bytes(), top_k=5)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert len(body["items"]) == 1 and body["took_ms"] > 0
-    products = body["items"][0]["products"]
-    assert len(products) == 5
-    best = products[0]
+    assert body["items"] and body["took_ms"] > 0 and (body["width"], body["height"]) == (256, 256)
+    for item in body["items"]:
+        products = item["products"]
+        assert len(products) == 5
+        assert [p["score"] for p in products] == sorted((p["score"] for p in products), reverse=True)
+    sources = {item["source"] for item in body["items"]}
+    assert sources in ({"detected"}, {"whole_image"}), sources
+    best = max((item["products"][0] for item in body["items"]), key=lambda product: product["score"])
     assert best["offer_id"] == f"{category}/{category}-0002" and best["shop"] == "test-shop"
     assert best["score"] > 0.99
-    assert [p["score"] for p in products] == sorted((p["score"] for p in products), reverse=True)
     assert best["image_url"] == f"/ui/catalog/{category}/{category}-0002.jpg"
 
 
@@ -39,16 +49,17 @@ def test_category_filter_rolls_up_to_broad_categories(server, catalogue):
     image = (catalogue / "skirt" / "skirt-0001.jpg").read_bytes()
     response = search(server, image, top_k=10, category="dress")
     assert response.status_code == 200, response.text
-    products = response.json()["items"][0]["products"]
-    assert products and all(p["category"] == "dress" for p in products)
-    assert len(products) == 4  # the catalogue's dresses, no more
+    for item in response.json()["items"]:
+        products = item["products"]
+        assert products and all(p["category"] == "dress" for p in products)
+        assert len(products) == 4  # the catalogue's dresses, no more
 
 
 def test_color_vector_search(server, catalogue):
     image = (catalogue / "hat" / "hat-0003.jpg").read_bytes()
     response = search(server, image, top_k=3, using="color")
     assert response.status_code == 200, response.text
-    assert response.json()["items"][0]["products"][0]["offer_id"] == "hat/hat-0003"
+    assert "hat/hat-0003" in firsts(response.json())
 
 
 @pytest.mark.parametrize(
@@ -89,7 +100,7 @@ def test_service_still_answers_after_bad_input(server, catalogue):
     image = (catalogue / "shorts" / "shorts-0000.jpg").read_bytes()
     response = search(server, image, top_k=1)
     assert response.status_code == 200
-    assert response.json()["items"][0]["products"][0]["offer_id"] == "shorts/shorts-0000"
+    assert "shorts/shorts-0000" in firsts(response.json())
 
 
 def test_page_and_catalogue_images_are_served(server):

@@ -13,7 +13,7 @@ from qdrant_client import QdrantClient, models
 
 from lookalike.catalog import Offer
 from lookalike.settings import Settings
-from lookalike.store import DIM, SchemaMismatchError, StoreBusyError, VectorStore, open_store, point_id
+from lookalike.store import Dims, SchemaMismatchError, StoreBusyError, VectorStore, open_store, point_id
 from lookalike.store.edge import EdgeStore
 from lookalike.store.server import ServerStore
 
@@ -24,6 +24,8 @@ pytestmark = [
 ]
 
 N = 300
+DIM = 128
+DIMS: Dims = {"shape": DIM, "color": DIM}  # the shipped embedder's card
 # category tree: 1 clothing > 10 dresses > {100 midi, 101 maxi}; 1 > 11 tops; 2 shoes > 20 sneakers
 LEAVES = {100: [100, 10, 1], 101: [101, 10, 1], 11: [11, 1], 20: [20, 2]}
 SHOPS = ("alpha", "beta", "gamma")
@@ -71,7 +73,7 @@ def catalog() -> Catalog:
 class Backend:
     name: str
 
-    def open(self, folder: Path, *, persistent: bool = False, dim: int = DIM, indexed: bool = False) -> VectorStore:
+    def open(self, folder: Path, *, persistent: bool = False, dims: Dims = DIMS, indexed: bool = False) -> VectorStore:
         """A store in `folder`; `persistent`: reopenable, `indexed`: Edge builds HNSW even for few points."""
         raise NotImplementedError
 
@@ -79,16 +81,16 @@ class Backend:
 class Edge(Backend):
     name = "edge"
 
-    def open(self, folder, *, persistent=False, dim=DIM, indexed=False):
-        return EdgeStore(folder / "edge", dim=dim, indexing_threshold_kb=1 if indexed else None)
+    def open(self, folder, *, persistent=False, dims=DIMS, indexed=False):
+        return EdgeStore(folder / "edge", dims=dims, indexing_threshold_kb=1 if indexed else None)
 
 
 class Server(Backend):
     name = "server"
 
-    def open(self, folder, *, persistent=False, dim=DIM, indexed=False):
+    def open(self, folder, *, persistent=False, dims=DIMS, indexed=False):
         client = QdrantClient(path=str(folder / "qdrant")) if persistent else QdrantClient(":memory:")
-        return ServerStore(client, "offers", dim=dim)
+        return ServerStore(client, "offers", dims=dims)
 
 
 @pytest.fixture(params=[Edge(), Server()], ids=lambda backend: backend.name)
@@ -268,33 +270,53 @@ def test_persists_across_reopen(backend: Backend, tmp_path: Path, catalog: Catal
 def test_schema_mismatch_is_an_error_and_changes_nothing(backend: Backend, tmp_path: Path, catalog: Catalog) -> None:
     with backend.open(tmp_path, persistent=True) as store:
         store.upsert(catalog.offers[:10], catalog.shape[:10], catalog.color[:10])
-    with pytest.raises(SchemaMismatchError, match="expects"):
-        backend.open(tmp_path, persistent=True, dim=64)
+    for other in ({"shape": 64, "color": 64}, {"shape": DIM, "color": 64}):
+        with pytest.raises(SchemaMismatchError, match="expects"):
+            backend.open(tmp_path, persistent=True, dims=other)
     with backend.open(tmp_path, persistent=True) as store:
         assert store.count() == 10
+
+
+def test_vectors_take_their_sizes_from_dims(backend: Backend, tmp_path: Path, catalog: Catalog) -> None:
+    # An embedder card may give its two vectors different sizes.
+    with backend.open(tmp_path, dims={"shape": DIM, "color": 32}) as store:
+        store.upsert(catalog.offers[:20], catalog.shape[:20], catalog.color[:20, :32])
+        assert key(store.search(catalog.color[7, :32], using="color", top_k=1)[0].offer) == key(catalog.offers[7])
+        with pytest.raises(ValueError, match=r"\(n, 32\)"):
+            store.search_batch(catalog.color[:2], using="color")
+        with pytest.raises(ValueError, match="color"):
+            store.upsert(catalog.offers[:2], catalog.shape[:2], catalog.color[:2])
+
+
+@pytest.mark.parametrize("dims", [{"shape": DIM}, {"shape": DIM, "color": 0}, {**DIMS, "texture": 8}])
+def test_bad_dims_are_refused(tmp_path: Path, dims: dict) -> None:
+    with pytest.raises(ValueError, match="dims"):
+        EdgeStore(tmp_path / "edge", dims=dims)
+    with pytest.raises(ValueError, match="dims"):
+        ServerStore(QdrantClient(":memory:"), dims=dims)
 
 
 def test_server_refuses_a_collection_with_other_vectors() -> None:
     client = QdrantClient(":memory:")
     client.create_collection("offers", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
     with pytest.raises(SchemaMismatchError, match="<unnamed>"):
-        ServerStore(client, "offers")
+        ServerStore(client, "offers", dims=DIMS)
     assert client.collection_exists("offers")
     client.close()
 
 
 def test_edge_folder_is_single_owner(tmp_path: Path) -> None:
-    with EdgeStore(tmp_path / "edge") as store:
+    with EdgeStore(tmp_path / "edge", dims=DIMS) as store:
         with pytest.raises(StoreBusyError):
-            EdgeStore(tmp_path / "edge")
+            EdgeStore(tmp_path / "edge", dims=DIMS)
         assert store.count() == 0
-    with EdgeStore(tmp_path / "edge") as store:  # released on close
+    with EdgeStore(tmp_path / "edge", dims=DIMS) as store:  # released on close
         assert store.count() == 0
 
 
 def test_edge_serves_searches_from_threads_during_upserts(tmp_path: Path, catalog: Catalog) -> None:
     # qdrant-edge-py 0.9.0 calls are thread-safe (and hold the GIL); the service searches from a threadpool
-    with EdgeStore(tmp_path / "edge") as store:
+    with EdgeStore(tmp_path / "edge", dims=DIMS) as store:
         store.upsert(catalog.offers[:100], catalog.shape[:100], catalog.color[:100])
 
         def search(i: int) -> tuple[str, str]:
@@ -341,7 +363,7 @@ def test_open_store_follows_settings(url: str | None, tmp_path: Path, monkeypatc
     settings = Settings(
         _env_file=None, store_path=tmp_path / "store", qdrant_url=url, qdrant_api_key="secret", hnsw_ef=64
     )
-    with open_store(settings) as store:
+    with open_store(settings, dims=DIMS) as store:
         if url is None:
             assert isinstance(store, EdgeStore) and store.path == tmp_path / "store"
         else:

@@ -22,7 +22,7 @@ def trained(tmp_path_factory, model_env):
     write_catalogue(root / "data" / "validation", per_class=1, seed=2, size=160, categories=CATEGORIES)
     args = [
         "-m",
-        "training.train_embedder",
+        "training.embedder.train",
         "--data-dir",
         str(root / "data"),
         "--out",
@@ -56,7 +56,14 @@ def test_training_saves_config_and_resumes(trained):
 def test_export_checks_parity_ships_and_imports(trained, model_env, tmp_path):
     stem = tmp_path / "artifact" / "embedder"
     run_python(
-        ["-m", "training.export", "--checkpoint", str(trained / "run" / "checkpoint.pth"), "--ship", str(stem)],
+        [
+            "-m",
+            "training.embedder.export",
+            "--checkpoint",
+            str(trained / "run" / "checkpoint.pth"),
+            "--ship",
+            str(stem),
+        ],
         model_env,
     )
     metadata = json.loads(stem.with_suffix(".json").read_text())
@@ -79,7 +86,14 @@ def test_export_checks_parity_ships_and_imports(trained, model_env, tmp_path):
 def test_evaluation_report_of_the_tiny_model(trained, model_env, tmp_path):
     stem = tmp_path / "artifact" / "embedder"
     run_python(
-        ["-m", "training.export", "--checkpoint", str(trained / "run" / "checkpoint.pth"), "--ship", str(stem)],
+        [
+            "-m",
+            "training.embedder.export",
+            "--checkpoint",
+            str(trained / "run" / "checkpoint.pth"),
+            "--ship",
+            str(stem),
+        ],
         model_env,
     )
     # --compare takes a shipped pair from a file, as `make report` does with the previous one from git.
@@ -90,7 +104,7 @@ def test_evaluation_report_of_the_tiny_model(trained, model_env, tmp_path):
     out = tmp_path / "report"
     run_python(
         [
-            "-m", "training.evaluate", "--onnx", str(stem.with_suffix(".onnx")), "--data-dir", str(trained / "data"),
+            "-m", "training.embedder.evaluate", "--onnx", str(stem.with_suffix(".onnx")), "--data-dir", str(trained / "data"),
             "--compare", str(previous.with_suffix(".onnx")),
             "--out", str(out), "--baselines", "phash,hsv", "--cache-dir", "", "--mask-cache", str(tmp_path / "masks"),
             "--recolours", "2", "--examples", "2",
@@ -119,7 +133,7 @@ def test_end_to_end_training_fine_tunes_the_trunk(trained, model_env, tmp_path):
 
     run_python(
         [
-            "-m", "training.train_embedder", "--data-dir", str(trained / "data"), "--out", str(tmp_path / "run"),
+            "-m", "training.embedder.train", "--data-dir", str(trained / "data"), "--out", str(tmp_path / "run"),
             "--cache-dir", str(tmp_path / "cache"), "--mask-dir", str(trained / "masks"), "--train-trunk",
             "--batch-size", "8", "--workers", "0", "--embed-dim", "32", "--hidden-dim", "32", "--epochs", "1",
             "--crop-views", "1", "--photo-views", "1", "--recolour-views", "1", "--ema-epochs", "1",

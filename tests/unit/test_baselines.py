@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.baselines import FeatureCache, HsvHistogram, build_baselines, pack_hash, pixel_digests
-from training.retrieval import Features, similarity
+from training.embedder.baselines import FeatureCache, HsvHistogram, build_baselines, pack_hash, pixel_digests
+from training.embedder.retrieval import Features, similarity
 
 
 def solid(rgb, side=32):
@@ -91,7 +91,7 @@ def test_pooled_imagenet_features_have_the_penultimate_width():
     import timm
     import torch
 
-    from training.baselines import PooledFeatures
+    from training.embedder.baselines import PooledFeatures
 
     module = PooledFeatures(timm.create_model("tf_efficientnet_lite0", pretrained=False)).eval()
     with torch.no_grad():

@@ -6,8 +6,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from lookalike.settings import get_settings
-from training import colors
-from training.colors import (
+from training.datasets import FolderDataset
+from training.synth import colors
+from training.synth.colors import (
     COLOURS,
     PALETTE,
     PATTERNS,
@@ -19,7 +20,6 @@ from training.colors import (
     pattern_weights,
     recolor,
 )
-from training.datasets import FolderDataset
 
 # A t-shirt silhouette on the unit square, centred as in a garment photo.
 T_SHIRT = [

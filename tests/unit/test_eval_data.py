@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.eval_data import load_model_reference
+from training.embedder.eval_data import load_model_reference
 
 
 def test_a_graph_file_without_its_metadata_sidecar_is_refused(tmp_path):

@@ -3,7 +3,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="training extras (torch) are not installed")
 
 from training.backbone import STAGE_DEPTHS, efficientnet_lite, efficientnet_lite0, pretrained_weights_path, rename_keys
-from training.model import EmbedderConfig, build_embedder
+from training.embedder.model import EmbedderConfig, build_embedder
 
 
 @pytest.fixture(scope="module")

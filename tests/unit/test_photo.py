@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.photo import PhotoLikeQuery
+from training.synth.photo import PhotoLikeQuery
 
 RED = (210, 25, 30)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from lookalike import codec
-from training.retrieval import (
+from training.embedder.retrieval import (
     Features,
     hamming_scores,
     per_group_mean,

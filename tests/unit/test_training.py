@@ -6,8 +6,8 @@ from PIL import Image
 
 torch = pytest.importorskip("torch", reason="training extras (torch) are not installed")
 
-from training.presets import TrainPreset
-from training.train_embedder import (
+from training.embedder.presets import TrainPreset
+from training.embedder.train import (
     CrossBatchMemory,
     ViewCache,
     bit_balance_loss,
@@ -102,7 +102,7 @@ def test_itq_rotation_is_orthogonal_and_lowers_the_quantisation_error():
 
 
 def tiny_embedder(train_trunk: bool = True):
-    from training.model import Embedder, EmbedderConfig
+    from training.embedder.model import Embedder, EmbedderConfig
 
     config = EmbedderConfig(
         heads="trained", pretrained=False, train_trunk=train_trunk, embed_dim=16, hidden_dim=16, color_pooling="garment",

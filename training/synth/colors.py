@@ -17,7 +17,7 @@ pair of shoes is two components; stray background bits are small). When the mask
 than 10% or more than 95% of the image, GrabCut has failed and a centred ellipse (70% x 80% of
 the frame) stands in (4 of the 341 validation photos). The mask is slightly blurred, scaled
 back up bilinearly and thresholded at 0.35 (smooth edges, a pixel generous). About 0.2 s per
-photo on one CPU core; `python -m training.colors masks` caches them as PNGs. Known failures: background of the
+photo on one CPU core; `python -m training.synth.colors masks` caches them as PNGs. Known failures: background of the
 garment's own colour, and clutter touching the garment (a rug under shoes, a door behind a
 hung dress), is kept as garment; a garment filling the frame, its colour all along the border,
 is taken for background (then the ellipse stands in, and a repainting shows a painted oval).
@@ -60,8 +60,8 @@ Label names: "red" (plain) or "<colour>-<second>-<pattern>", e.g. "red-white-str
 "navy-white-dots". The first colour covers most of the garment and is the colour class; the
 pattern is the pattern class.
 
-    python -m training.colors masks ../shared/data/clothing/train --out var/masks/train
-    python -m training.colors preview ../shared/data/clothing/train --out var/preview.png
+    python -m training.synth.colors masks ../shared/data/clothing/train --out var/masks/train
+    python -m training.synth.colors preview ../shared/data/clothing/train --out var/preview.png
 """
 
 from __future__ import annotations

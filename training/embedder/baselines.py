@@ -1,7 +1,7 @@
 """Baselines the neural embedders must beat by a wide margin.
 
 Each baseline maps uint8 pixels (n, h, w, 3) — the same preset crops the embedder sees — to
-vectors compared by `metric` (see `training.retrieval.Features`):
+vectors compared by `metric` (see `training.embedder.retrieval.Features`):
 
 - `phash`, `dhash`, `whash`: imagehash's perceptual (DCT), difference and wavelet hashes of
   the grey image, 64 bits each (hash_size 8, the library's default); Hamming distance.
@@ -118,7 +118,7 @@ class PooledFeatures(nn.Module):
 def export_imagenet_features(path: Path, crop_size: int) -> Path:
     """The untrained backbone as an ONNX graph taking uint8 pixels (batch, crop, crop, 3)."""
     from training.backbone import efficientnet_lite0
-    from training.export import export_onnx
+    from training.onnx_export import export_onnx
 
     log.info("exporting the ImageNet backbone to %s", path)
     return export_onnx(PooledFeatures(efficientnet_lite0(pretrained=True)).eval(), path, crop_size, names=["features"])

@@ -3,7 +3,7 @@
 `load_model` opens an embedder from the BentoML model store or an .onnx file with its sidecar;
 `load_eval_data` decodes every image of the protocol once into preset pixels in one array:
 the validation images, train images as catalogue distractors, a photo-like query per
-validation image and its repaintings (see `training.evaluate` for the protocol).
+validation image and its repaintings (see `training.embedder.evaluate` for the protocol).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from tqdm import tqdm
 
 from lookalike.engines import EMBEDDER_FILE, OnnxEmbedder
 from lookalike.preprocess import EvalPreset
-from training.colors import ColorLabel, load_mask, random_label, recolor
 from training.datasets import FolderDataset, data_fingerprint, load_image
-from training.photo import PhotoLikeQuery
+from training.synth.colors import ColorLabel, load_mask, random_label, recolor
+from training.synth.photo import PhotoLikeQuery
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A shopper photographs the same item at home: off-centre, tilted, on a cluttered 
 in warm or cold light, a little blurred, JPEG-compressed by a phone or a messenger.
 `PhotoLikeQuery` turns a catalogue image into such a photo of the same instance:
 
-1. cut the garment out with its mask (`training.colors.garment_mask` when none is given),
+1. cut the garment out with its mask (`training.synth.colors.garment_mask` when none is given),
 2. place it, scaled to fill 65-95% of the frame, rotated by up to +-15 degrees and off-centre,
    on a 3:4 or 4:3 frame of procedural clutter (a floor, bed or tiles with random objects) or
    of a supplied background photo, with a soft shadow under it,
@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from training.colors import garment_mask
+from training.synth.colors import garment_mask
 
 
 @dataclass(frozen=True)

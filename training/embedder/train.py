@@ -1,18 +1,18 @@
 """Train the shape and colour embedders on one frozen-trunk backbone.
 
-    python -m training.train_embedder --out var/train/embedder          # defaults: < 30 min on 2 CPU cores
-    python -m training.train_embedder --out var/train/embedder --resume
-    python -m training.export --checkpoint var/train/embedder/checkpoint.pth
-    python -m training.train_embedder --out var/train/embedder-gpu --train-trunk \
+    python -m training.embedder.train --out var/train/embedder          # defaults: < 30 min on 2 CPU cores
+    python -m training.embedder.train --out var/train/embedder --resume
+    python -m training.embedder.export --checkpoint var/train/embedder/checkpoint.pth
+    python -m training.embedder.train --out var/train/embedder-gpu --train-trunk \
         --crop-views 8 --photo-views 4 --recolour-views 4 --epochs 45 --workers 16   # on a GPU: shipped
 
 How (and why) on 2 CPU cores: the trunk (EfficientNet-Lite0 stages 0-4, ImageNet weights) stays
 frozen, so each training view goes through it once; its 14x14 feature maps are cached (fp16) and
 every epoch trains only the top (stages 5-6, the 1280-d head conv) and the heads. Views per
-image: 4 random resized crops, 2 photo-like shots (`training.photo`: clutter, perspective, light,
-JPEG) and 2 recolourings (`training.colors`: garment mask, repainted colour/pattern, labelled).
+image: 4 random resized crops, 2 photo-like shots (`training.synth.photo`: clutter, perspective, light,
+JPEG) and 2 recolourings (`training.synth.colors`: garment mask, repainted colour/pattern, labelled).
 The early stages' maps are cached too, averaged down to 14x14, for the colour head's
-garment-weighted pooling (`training.model.GarmentAttention`).
+garment-weighted pooling (`training.embedder.model.GarmentAttention`).
 
 Losses, per batch of B images with two views each:
 - shape: cosine-classifier cross-entropy over categories, plus an instance term (NT-Xent: the
@@ -82,12 +82,12 @@ from tqdm import tqdm
 from lookalike.engines import OnnxEmbedder
 from lookalike.settings import get_settings
 from training.backbone import WEIGHT_PACKAGES
-from training.colors import COLOURS, PATTERNS, load_mask, random_label, recolor
 from training.datasets import FolderDataset, data_fingerprint
-from training.export import export_onnx
-from training.model import Embedder, EmbedderConfig
-from training.photo import PhotoLikeQuery
-from training.presets import EvalPreset, TrainPreset
+from training.embedder.model import Embedder, EmbedderConfig
+from training.embedder.presets import EvalPreset, TrainPreset
+from training.onnx_export import export_onnx
+from training.synth.colors import COLOURS, PATTERNS, load_mask, random_label, recolor
+from training.synth.photo import PhotoLikeQuery
 
 log = logging.getLogger(__name__)
 NO_LABEL = -1

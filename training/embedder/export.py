@@ -1,9 +1,9 @@
 """Export an embedder to ONNX, check parity with torch, and save it into the BentoML model store.
 
-    python -m training.export --provisional                      # issue 2's untrained projection heads
-    python -m training.export --checkpoint var/train/embedder/checkpoint.pth \
+    python -m training.embedder.export --provisional                      # issue 2's untrained projection heads
+    python -m training.embedder.export --checkpoint var/train/embedder/checkpoint.pth \
         --metrics reports/embedder/metrics.json --ship training/artifacts/embedder
-    python -m training.export --provisional --onnx-only out.onnx   # write the file, skip the model store
+    python -m training.embedder.export --provisional --onnx-only out.onnx   # write the file, skip the model store
 
 The graph takes uint8 pixels (batch, h, w, 3) — what `lookalike.preprocess.EvalPreset` yields —
 and returns L2-normalised `shape` and `color` vectors; the batch axis is dynamic and named `batch`.
@@ -14,20 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from lookalike.engines import EMBEDDER_FILE, OnnxEmbedder
 from lookalike.modelstore import save_embedder, write_artifact
 from lookalike.preprocess import EvalPreset
-from training.model import EmbedderConfig, build_embedder
+from training.embedder.model import EmbedderConfig, build_embedder
+from training.onnx_export import PixelInput, export_onnx, store_weights_fp16, versions
 
 log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-4
@@ -40,38 +38,6 @@ def output_names(embedder: nn.Module) -> list[str]:
     return ["shape", "color"] + (["category_logits"] if getattr(embedder, "classifies", False) else [])
 
 
-class PixelInput(nn.Module):
-    """uint8 NHWC pixels -> the module's [0, 1] NCHW input; keeps the cast inside the graph."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        images = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-        return self.module(images)
-
-
-def export_onnx(module: nn.Module, path: Path, crop_size: int, names: list[str] | None = None) -> Path:
-    """Write a self-contained .onnx file (weights inside, no .onnx.data) taking uint8 pixels."""
-    wrapper = PixelInput(module).eval()
-    example = torch.randint(0, 256, (2, crop_size, crop_size, 3), dtype=torch.uint8)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    program = torch.onnx.export(
-        wrapper,
-        (example,),
-        dynamo=True,
-        opset_version=18,
-        input_names=["pixels"],
-        output_names=names or output_names(module),
-        dynamic_shapes={"pixels": {0: batch}},
-    )
-    program.optimize()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(program.model_proto, path)
-    return path
-
-
 @torch.no_grad()
 def max_parity_error(embedder: nn.Module, onnx_path: Path, crop_size: int, batch_size: int = 3) -> float:
     """Max absolute difference between torch and ONNX Runtime outputs on random pixels."""
@@ -81,46 +47,11 @@ def max_parity_error(embedder: nn.Module, onnx_path: Path, crop_size: int, batch
     return max(float(np.abs(got[name] - e.numpy()).max()) for name, e in zip(output_names(embedder), expected))
 
 
-def store_weights_fp16(source: Path, target: Path, min_elements: int = 1024) -> Path:
-    """Halve the file: large float32 weights stored as float16, each cast back by a Cast node.
-
-    Compute stays float32 (ONNX Runtime and TensorRT fold the casts into constants when the
-    session loads), so only the weights' rounding changes the outputs.
-    """
-    model = onnx.load(source)
-    casts = []
-    for weight in model.graph.initializer:
-        if weight.data_type != TensorProto.FLOAT or np.prod(weight.dims) < min_elements:
-            continue
-        name = weight.name
-        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight).astype(np.float16), f"{name}.fp16"))
-        casts.append(helper.make_node("Cast", [weight.name], [name], to=TensorProto.FLOAT))
-    nodes = casts + list(model.graph.node)  # casts first: the graph stays topologically sorted
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    onnx.checker.check_model(model)
-    onnx.save(model, target)
-    return target
-
-
 def max_embedding_difference(first: Path, second: Path, crop_size: int, batch_size: int = 3) -> float:
     """Max absolute difference of the unit `shape` and `color` vectors of two graphs on random pixels."""
     pixels = np.random.default_rng(1).integers(0, 256, (batch_size, crop_size, crop_size, 3), dtype=np.uint8)
     a, b = OnnxEmbedder(first)(pixels), OnnxEmbedder(second)(pixels)
     return max(float(np.abs(a[name] - b[name]).max()) for name in ("shape", "color"))
-
-
-def versions() -> dict[str, str]:
-    import onnxruntime
-    import timm
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
 
 
 def export_embedder(
@@ -141,7 +72,7 @@ def export_embedder(
     saved file stores its weights in float16 (half the size), checked against the float32 one.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(embedder, onnx_path or Path(tmp) / EMBEDDER_FILE, preset.crop_size)
+        path = export_onnx(embedder, onnx_path or Path(tmp) / EMBEDDER_FILE, preset.crop_size, output_names(embedder))
         error = max_parity_error(embedder, path, preset.crop_size)
         log.info("parity: max abs difference torch vs ONNX Runtime = %.2e", error)
         if error > PARITY_TOLERANCE:
@@ -193,8 +124,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--provisional", action="store_true", help="export the untrained provisional heads")
-    source.add_argument("--checkpoint", type=Path, help="a training checkpoint (training.train_embedder)")
-    parser.add_argument("--metrics", type=Path, help="metrics.json of training.evaluate, kept in the metadata")
+    source.add_argument("--checkpoint", type=Path, help="a training checkpoint (training.embedder.train)")
+    parser.add_argument("--metrics", type=Path, help="metrics.json of training.embedder.evaluate, kept in the metadata")
     parser.add_argument("--ship", type=Path, help="also write STEM.onnx and STEM.json (the repository's copy)")
     parser.add_argument("--name", default="lookalike-embedder", help="model store name")
     parser.add_argument("--onnx-only", type=Path, help="write the .onnx here and skip the model store")

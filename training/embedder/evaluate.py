@@ -1,20 +1,20 @@
 """Evaluate an embedder against perceptual hashes, a colour histogram and untrained ImageNet features.
 
-    python -m training.evaluate --model lookalike-embedder:latest --out reports/provisional
-    python -m training.evaluate --model lookalike-embedder:latest --out /tmp/quick --limit 60
-    python -m training.evaluate --model lookalike-embedder:NEW --compare lookalike-embedder:OLD --out reports/new-vs-old
-    python -m training.evaluate --model lookalike-embedder:latest --onnx runs/x/embedder.onnx --out reports/x
-    python -m training.evaluate --onnx training/artifacts/embedder.onnx --compare var/previous/embedder.onnx --out X
+    python -m training.embedder.evaluate --model lookalike-embedder:latest --out reports/provisional
+    python -m training.embedder.evaluate --model lookalike-embedder:latest --out /tmp/quick --limit 60
+    python -m training.embedder.evaluate --model lookalike-embedder:NEW --compare lookalike-embedder:OLD --out reports/new-vs-old
+    python -m training.embedder.evaluate --model lookalike-embedder:latest --onnx runs/x/embedder.onnx --out reports/x
+    python -m training.embedder.evaluate --onnx training/artifacts/embedder.onnx --compare var/previous/embedder.onnx --out X
 
 Writes OUT/report.md (the results table first, then the protocol, the classifier, per-class
 tables and examples), its PNG plots, and OUT/metrics.json: a flat dict of the main numbers for
-the model store's metadata (`training.export --metrics`). `--onnx X.onnx` evaluates a graph
+the model store's metadata (`training.embedder.export --metrics`). `--onnx X.onnx` evaluates a graph
 not yet in the store, with the metadata of its shipped sidecar X.json, else of --model; `--compare`
 takes a tag or such a pair too (`make report` compares the shipped embedder with the one shipped
 before it, taken from git history).
 
 Each image is decoded once into preset pixels, held in one array; garment masks come from
-`training.colors.load_mask`'s cache (--mask-cache), baseline features from a cache keyed by
+`training.synth.colors.load_mask`'s cache (--mask-cache), baseline features from a cache keyed by
 pixel digest (--cache-dir), so a second run (another model) mostly re-runs the model. On 2 CPU
 cores the full validation split takes about 6 minutes cold and 3 minutes warm.
 """
@@ -41,9 +41,9 @@ from tqdm import tqdm
 
 from lookalike.codec import binarize
 from lookalike.settings import Settings
-from training.baselines import FeatureCache, build_baselines, pixel_digests
-from training.colors import PATTERNS
-from training.eval_data import EvalData, ModelUnderTest, load_eval_data, load_model, load_model_reference
+from training.embedder.baselines import FeatureCache, build_baselines, pixel_digests
+from training.embedder.eval_data import EvalData, ModelUnderTest, load_eval_data, load_model, load_model_reference
+from training.embedder.retrieval import Features, per_group_mean, rank_relevant, recall_curve, same_label, similarity
 from training.report import (
     ExampleRow,
     Picture,
@@ -54,7 +54,7 @@ from training.report import (
     plot_recall_curves,
     write_report,
 )
-from training.retrieval import Features, per_group_mean, rank_relevant, recall_curve, same_label, similarity
+from training.synth.colors import PATTERNS
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ crop, and has one vector per task: `shape` for instance, category and other-colo
 
 1. **Shape classifier**: top-1 of `category_logits` on the validation images.
 2. **Instance retrieval**: catalogue = validation + train images; query = a photo-like version of
-   each validation image (`training.photo.PhotoLikeQuery(seed)`: the garment cut out with its
+   each validation image (`training.synth.photo.PhotoLikeQuery(seed)`: the garment cut out with its
    mask, scaled, rotated, on clutter, perspective, relit, blurred, JPEG 40-70); recall@k of the
    source image.
 3. **Category retrieval**: query = each validation image, catalogue = train images; precision@10
@@ -382,7 +382,7 @@ def flat_metrics(
 ) -> dict:
     """The main numbers as one flat dict: `float_...`/`binary_...` for --model, `compare_...` for --compare.
 
-    Goes into the model's metadata (`training.export --metrics`), so the keys are stable names.
+    Goes into the model's metadata (`training.embedder.export --metrics`), so the keys are stable names.
     """
     flat: dict[str, float | int | str | None] = {
         "eval_seed": seed,
@@ -481,7 +481,8 @@ def write_full_report(args, models, methods, results, data, seconds: float) -> P
         Section("Category retrieval per class", [per_class_table(methods, results, data)]),
         Section("Examples", [instance_examples(methods[0], data, args.examples, args.seed, out)]),
         Section(
-            "Run", [f"`{shlex.join(['python', '-m', 'training.evaluate', *sys.argv[1:]])}`", run_details(args, data)]
+            "Run",
+            [f"`{shlex.join(['python', '-m', 'training.embedder.evaluate', *sys.argv[1:]])}`", run_details(args, data)],
         ),
     ]
     return write_report(out, "Embedder evaluation", sections, intro)

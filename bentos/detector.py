@@ -1,0 +1,48 @@
+"""Detector: letterboxed uint8 pixels -> every anchor's box and class scores, adaptively batched."""
+
+from __future__ import annotations
+
+import bentoml
+import numpy as np
+
+from lookalike.engines import DETECTOR_FILE
+from lookalike.settings import get_settings
+
+# As the embedder's (bentos/embedder.py): a photo waits at most this long for company; shorter
+# waits made the batcher shed bursts with 503 on 2 cores. One photo is one row.
+MAX_BATCH_SIZE = 16
+MAX_LATENCY_MS = 500
+# Each returned row: per anchor, its box (x0, y0, x1, y1 in input pixels), then one score per class.
+BOX_COLUMNS = 4
+
+
+@bentoml.service(
+    name="detector",
+    workers=1,
+    traffic={"timeout": 60},
+    # The caller's client session is recycled after `max_requests`; under bursts of >100
+    # in-flight calls that broke requests ("Connector is closed"), so recycle far less often.
+    runner_connection={"max_requests": 1_000_000},
+)
+class Detector:
+    model = bentoml.models.BentoModel(get_settings().detector_model)
+
+    def __init__(self) -> None:
+        from lookalike.engines import OnnxDetector
+
+        self.engine = OnnxDetector(self.model.path_of(DETECTOR_FILE))
+
+    @bentoml.api(batchable=True, batch_dim=(0, 0), max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
+    def detect(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, S, S, 3) uint8 letterboxed (`DetectorCard.preset`) -> (n, anchors, 4 + classes) float32.
+
+        A batchable API returns one array, so each image's `boxes` and `scores` travel side by side;
+        `split` takes them apart for `lookalike.detection.postprocess`.
+        """
+        outputs = self.engine(pixels)
+        return np.concatenate([outputs["boxes"], outputs["scores"]], axis=2)
+
+
+def split(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One image's (anchors, 4 + classes) row of `Detector.detect` -> boxes (anchors, 4), scores (anchors, classes)."""
+    return rows[:, :BOX_COLUMNS], rows[:, BOX_COLUMNS:]

@@ -1,0 +1,1 @@
+"""The detector: every wardrobe item in a photo, its box and rubricator class."""

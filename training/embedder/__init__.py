@@ -1,0 +1,1 @@
+"""The embedder: shape and colour/pattern vectors of one garment image."""

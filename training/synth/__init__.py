@@ -1,0 +1,1 @@
+"""Synthetic data: garment masks, repainting, photo-like views and composed scenes."""
