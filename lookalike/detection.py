@@ -130,11 +130,17 @@ def postprocess(
 ) -> list[Detection]:
     """One image's raw outputs -> detections, best first.
 
-    boxes: (anchors, 4) xyxy in input pixels; scores: (anchors, classes) in [0, 1]. Each anchor
-    keeps its best class; NMS runs across classes or per class as `thresholds` say.
+    boxes: (anchors, 4) xyxy in input pixels; scores: (anchors, classes) in [0, 1]. With
+    class-agnostic NMS each anchor offers its best class (one garment, one item); per class, every
+    class an anchor scores above the threshold is a candidate, as in torchvision's FCOS and COCO's AP.
     """
-    labels = scores.argmax(axis=1)
-    best = scores[np.arange(len(scores)), labels]
+    if thresholds.class_agnostic:
+        anchors = np.arange(len(scores))
+        labels = scores.argmax(axis=1)
+    else:
+        anchors, labels = np.nonzero(scores >= thresholds.score)
+    best = scores[anchors, labels]
+    boxes = boxes[anchors]
     sides = boxes[:, 2:] - boxes[:, :2]
     candidates = np.flatnonzero((best >= thresholds.score) & (sides.min(axis=1) >= thresholds.min_side))
     candidates = candidates[np.argsort(-best[candidates], kind="stable")][: thresholds.max_detections * 20]

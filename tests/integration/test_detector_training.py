@@ -53,7 +53,7 @@ def test_export_checks_parity_and_ships_a_card(trained, model_env, tmp_path):
     run_python(["-m", "training.detector.export", "--checkpoint", str(checkpoint), "--ship", str(stem)], model_env)
     card = DetectorCard.model_validate_json(stem.with_suffix(".json").read_text())
     assert card.class_names == CATEGORIES and card.preset.size == 128
-    assert card.parity_max_abs_diff["boxes"] <= 1e-2 and card.parity_max_abs_diff["scores"] <= 1e-4
+    assert card.parity_max_abs_diff["boxes"] <= 1e-2 and card.parity_max_abs_diff["scores"] <= 1e-3
     assert card.weights["storage"] == "float16"
     assert (
         card.thresholds.score == json.loads((trained / "run" / "summary.json").read_text())["operating_point"]["score"]

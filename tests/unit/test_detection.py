@@ -119,3 +119,11 @@ def test_one_garment_scored_as_two_classes_comes_back_once_unless_nms_is_per_cla
     assert [d.label for d in postprocess(boxes, scores)] == [0]
     per_class = postprocess(boxes, scores, thresholds=Thresholds(class_agnostic=False))
     assert [d.label for d in per_class] == [0, 1]
+
+
+def test_per_class_nms_offers_every_class_an_anchor_scores_as_coco_ap_ranks():
+    boxes = np.array([[10, 10, 110, 210]], np.float32)
+    scores = np.array([[0.6, 0.5, 0.01]], np.float32)  # one anchor: t-shirt 0.6, longsleeve 0.5
+    assert [(d.label, d.score) for d in postprocess(boxes, scores)] == [(0, pytest.approx(0.6))]
+    per_class = postprocess(boxes, scores, thresholds=Thresholds(score=0.05, class_agnostic=False))
+    assert [(d.label, d.score) for d in per_class] == [(0, pytest.approx(0.6)), (1, pytest.approx(0.5))]

@@ -55,7 +55,7 @@ def test_detector_card_types_what_consumers_read():
     assert card.thresholds == Thresholds(score=0.4, iou=0.6, max_detections=5)
     assert [(c.name, c.rubricator_id) for c in card.classes] == [("dress", 2), ("hat", None)]
     assert card.class_names == ["dress", "hat"]
-    assert card.crop_margin == 0.1 and not card.provisional
+    assert card.crop_margin == 0.2 and not card.provisional  # the default
 
 
 def test_detector_card_survives_the_model_store():

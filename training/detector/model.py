@@ -43,8 +43,8 @@ class DetectorConfig:
     rubricator_ids: list[int | None] = field(default_factory=list)
     backbone: str = "tf_efficientnet_lite0"
     input_size: int = 320
-    fpn_channels: int = 64
-    head_convs: int = 2
+    fpn_channels: int = 96
+    head_convs: int = 3
     # 16 leaves out P3 (stride 8): garments worth a search are >= ~30 px at 320 px input, which
     # stride 16 resolves, and P3 holds 75% of the heads' work; 8 keeps it.
     first_stride: int = 16

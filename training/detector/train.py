@@ -215,10 +215,12 @@ def predict_cached(model: Detector, cache: TrunkCache, thresholds: Thresholds, b
 
 
 def pick_score_threshold(model: Detector, cache: TrunkCache) -> dict:
-    """The operating point: the score threshold with the best F1 of finding garments on the validation scenes.
+    """The operating point: the score threshold with the best F2 of finding garments on the validation scenes.
 
-    Matching ignores the class: for search a garment found under a neighbouring class is still
-    found (every item is searched in the whole catalogue), a garment missed is lost.
+    F2 weighs recall twice as much as precision: for search a garment missed is lost, while a false
+    item costs one more row of results. (F1 chose 0.45: recall 0.933 and garments found end to end
+    0.944 on the held-out scenes.) Matching ignores the class: a garment found under a neighbouring
+    class is still found, since every item is searched in the whole catalogue.
     """
     truths = [GroundTruth(b.numpy(), l.numpy()) for b, l in zip(cache.boxes, cache.labels)]
     found = predict_cached(model, cache, Thresholds(score=float(SCORE_CANDIDATES[0])))
@@ -226,9 +228,9 @@ def pick_score_threshold(model: Detector, cache: TrunkCache) -> dict:
     for score in SCORE_CANDIDATES:
         kept = [[d for d in detections if d.score >= score] for detections in found]
         counts = count_hits(truths, kept, len(model.config.classes), by_class=False)
-        f1 = 2 * counts.precision * counts.recall / max(1e-9, counts.precision + counts.recall)
-        rows.append({"score": round(float(score), 3), "precision": counts.precision, "recall": counts.recall, "f1": f1})
-    return max(rows, key=lambda row: row["f1"])
+        f2 = 5 * counts.precision * counts.recall / max(1e-9, 4 * counts.precision + counts.recall)
+        rows.append({"score": round(float(score), 3), "precision": counts.precision, "recall": counts.recall, "f2": f2})
+    return max(rows, key=lambda row: row["f2"])
 
 
 def evaluate(model: Detector, cache: TrunkCache) -> dict:
@@ -330,14 +332,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenes-dir", type=Path, default=Path("var/scenes"))
     parser.add_argument("--mask-dir", type=Path, default=Path("var/masks"))
     parser.add_argument("--cache-dir", type=Path, default=Path("var/detector-cache"))
-    parser.add_argument("--train-scenes", type=int, default=5000)
+    parser.add_argument("--train-scenes", type=int, default=8000)
     parser.add_argument("--val-scenes", type=int, default=500)
     parser.add_argument("--max-items", type=int, default=4)
     parser.add_argument("--input-size", type=int, default=320)
-    parser.add_argument("--fpn-channels", type=int, default=64)
-    parser.add_argument("--head-convs", type=int, default=2)
+    parser.add_argument("--fpn-channels", type=int, default=96)
+    parser.add_argument("--head-convs", type=int, default=3)
     parser.add_argument("--first-stride", type=int, default=16, choices=(8, 16), help="8 adds the P3 level")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
