@@ -3,11 +3,10 @@
 Single-stage and anchor-free (torchvision's `FCOSHead`, `compute_loss` and box coder), chosen
 over RetinaNet and SSDlite because it has no anchor shapes to tune for garments, whose boxes run
 from a long dress to a pair of shoes, and its centre-ness score ranks a garment's middle above
-its sleeve. The trunk is the embedder's backbone family (`training.backbone`): stages 0-4 stay
+its sleeve. The trunk is the embedder's backbone family (`training.backbone`): all its stages stay
 frozen with their ImageNet weights, so their outputs can be cached, which is what makes training
 on 2 CPU cores possible; the FPN (P4-P7, strides 16-128, or P3-P7 with `first_stride=8`) and the
-heads train. (Fine-tuning
-stages 5-6 too made a training step 3x slower here.)
+heads train. (Fine-tuning stages 5-6 too made a training step 3x slower here.)
 
 `DetectorOutputs` is what is exported: uint8 pixels (n, S, S, 3) in, per anchor point `boxes`
 (n, A, 4) xyxy in input pixels and `scores` (n, A, classes) = sqrt(sigmoid(class) x
