@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lookalike.engines import OnnxEmbedder
+from lookalike.engines import OnnxModel
 from lookalike.settings import get_settings
 
 log = logging.getLogger("bench_detect")
@@ -53,7 +53,7 @@ def engine_rows(onnx: Path, embedder: Path, repeats: int) -> list[tuple[str, flo
     rows = []
     rng = np.random.default_rng(0)
     for name, path in (("detector", onnx), ("embedder", embedder)):
-        engine = OnnxEmbedder(path)
+        engine = OnnxModel(path)
         size = engine.session.get_inputs()[0].shape[1]
         size = size if isinstance(size, int) else 320
         for batch in (1, 8) if name == "detector" else (1, 3):

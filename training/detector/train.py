@@ -128,11 +128,11 @@ def trunk_names(model: Detector) -> list[str]:
 
 def trunk_engine(model: Detector, path: Path):
     """The frozen trunk exported once and run by ONNX Runtime: about 3x eager torch on this CPU."""
-    from lookalike.engines import OnnxEmbedder
+    from lookalike.engines import OnnxModel
 
     if not path.is_file():
         export_onnx(TrunkOutputs(model).eval(), path, model.config.input_size, names=trunk_names(model))
-    return OnnxEmbedder(path)
+    return OnnxModel(path)
 
 
 def cache_trunk(model: Detector, scenes: SceneSet, preset: LetterboxPreset, mirrors: bool, args, desc: str):
