@@ -52,15 +52,21 @@ class LetterboxPreset:
         if self.size < 1:
             raise ValueError(f"size must be positive, got {self.size}")
 
+    def letterbox(self, width: int, height: int) -> Letterbox:
+        """Where a photo of `width` x `height` goes in the square (no pixels needed: boxes use it too)."""
+        scale = self.size / max(width, height)
+        inside_width, inside_height = max(1, round(width * scale)), max(1, round(height * scale))
+        left, top = (self.size - inside_width) // 2, (self.size - inside_height) // 2
+        return Letterbox(scale=scale, left=left, top=top, width=width, height=height)
+
     def __call__(self, image: Image.Image) -> tuple[np.ndarray, Letterbox]:
         image = image.convert("RGB")
-        scale = self.size / max(image.width, image.height)
-        width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+        box = self.letterbox(image.width, image.height)
+        width, height = max(1, round(image.width * box.scale)), max(1, round(image.height * box.scale))
         resized = np.asarray(image.resize((width, height), _RESAMPLING[self.interpolation]), np.uint8)
-        left, top = (self.size - width) // 2, (self.size - height) // 2
         canvas = np.full((self.size, self.size, 3), PAD_VALUE, np.uint8)
-        canvas[top : top + height, left : left + width] = resized
-        return canvas, Letterbox(scale=scale, left=left, top=top, width=image.width, height=image.height)
+        canvas[box.top : box.top + height, box.left : box.left + width] = resized
+        return canvas, box
 
     def batch(self, images: list[Image.Image]) -> tuple[np.ndarray, list[Letterbox]]:
         if not images:

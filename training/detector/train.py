@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from lookalike.detection import LetterboxPreset, Thresholds, postprocess
@@ -100,19 +101,14 @@ def load_scene_set(annotations: Path, classes: list[str], preset: LetterboxPrese
     index = {name: i for i, name in enumerate(classes)}
     paths, boxes, labels = [], [], []
     for number, (image, annotations_of_image) in enumerate(zip(coco.images, coco.annotations)):
-        scale = preset.size / max(image.width, image.height)
-        left = (preset.size - round(image.width * scale)) // 2
-        top = (preset.size - round(image.height * scale)) // 2
         xyxy = np.asarray([a.box for a in annotations_of_image], np.float32).reshape(-1, 4)
         paths.append(coco.image_path(number))
-        boxes.append(xyxy * scale + [left, top, left, top])
+        boxes.append(preset.letterbox(image.width, image.height).to_input(xyxy))
         labels.append(np.asarray([index[a.category] for a in annotations_of_image], np.int64))
     return SceneSet(paths, boxes, labels)
 
 
 def letterboxed(path: Path, preset: LetterboxPreset, mirrored: bool) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(path) as image:
         pixels, _ = preset(image)
     return pixels[:, ::-1] if mirrored else pixels
