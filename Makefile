@@ -22,13 +22,18 @@ TRAIN_ARGS :=
 # The whole backbone fine-tuned on 16 cached views per photo: ~4 min on one H200 with 16 cores.
 GPU_TRAIN_ARGS := --train-trunk --crop-views 8 --photo-views 4 --recolour-views 4 --epochs 45 --workers 16 --threads 6
 REPORT := training/reports/embedder
+# Query families as served, the class-held-out row and the catalogue-size curve (training.embedder.robustness).
+ROBUSTNESS_REPORT := training/reports/robustness
+# The CPU recipe trained without two classes: `make train-heldout` remakes it.
+HELDOUT := training/artifacts/embedder-heldout
+HELDOUT_CLASSES := outwear,shorts
 DETECTOR := training/artifacts/detector
 DETECTOR_REPORT := training/reports/detector
 PREVIOUS := $(VAR)/previous
 CATALOG := $(VAR)/.demo-catalog
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser model train train-gpu train-detector train-detector-gpu report report-detector demo-catalog demo test test-fast bench loadtest clean
+.PHONY: help install browser model train train-gpu train-heldout train-detector train-detector-gpu report report-detector demo-catalog demo test test-fast bench loadtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -63,6 +68,12 @@ train: $(INSTALLED)  ## train the embedders on the CPU, evaluate, export and shi
 	$(BIN)/python -m training.embedder.evaluate --model lookalike-embedder-candidate:latest --out $(REPORT)
 	$(BIN)/python -m training.embedder.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --metrics $(REPORT)/metrics.json --ship $(ARTIFACT)
 
+# The class-held-out run: the CPU recipe with HELDOUT_CLASSES left out of training entirely.
+train-heldout: $(INSTALLED)  ## train the CPU recipe without two classes (the report's class-held-out row)
+	$(BIN)/python -m training.embedder.train --out $(VAR)/train/embedder-heldout --exclude-classes $(HELDOUT_CLASSES)
+	$(BIN)/python -m training.embedder.export --checkpoint $(VAR)/train/embedder-heldout/checkpoint.pth \
+	  --name lookalike-embedder-heldout --ship $(HELDOUT)
+
 DETECTOR_RUN := $(VAR)/train/detector
 DETECTOR_TRAIN_ARGS :=
 # More scenes and epochs on a GPU; the frozen trunk's cache stays in RAM (not yet run: no GPU was lent).
@@ -76,14 +87,16 @@ train-detector: $(INSTALLED)  ## compose scenes, train the detector on the CPU, 
 	  --metrics $(DETECTOR_REPORT)/metrics.json --ship $(DETECTOR)
 
 # The previous model is the shipped pair as of the last commit before the one that shipped this one.
-report: $(INSTALLED)  ## evaluate the shipped embedder against the one shipped before it (from git history)
+report: $(INSTALLED)  ## the shipped embedder by query family (worst first), class-held-out, catalogue size; and against the one before
 	@rm -rf $(PREVIOUS) && mkdir -p $(PREVIOUS)
 	@commit=$$(git log -n 1 --skip 1 --format=%h -- $(ARTIFACT).onnx 2>/dev/null); compare=; \
 	if [ -n "$$commit" ] && git show $$commit:$(ARTIFACT).onnx > $(PREVIOUS)/embedder-$$commit.onnx && \
 	  git show $$commit:$(ARTIFACT).json > $(PREVIOUS)/embedder-$$commit.json; then \
 	  compare="--compare $(PREVIOUS)/embedder-$$commit.onnx"; \
 	else echo "no earlier shipped embedder in git history: the report compares with nothing"; fi; \
-	set -x; $(BIN)/python -m training.embedder.evaluate --onnx $(ARTIFACT).onnx $$compare --out $(REPORT)
+	set -x; $(BIN)/python -m training.embedder.robustness --onnx $(ARTIFACT).onnx $${compare:+--compare $(PREVIOUS)/embedder-$$commit.onnx} \
+	  $$([ -f $(HELDOUT).onnx ] && echo --heldout $(HELDOUT).onnx --heldout-classes $(HELDOUT_CLASSES)) --out $(ROBUSTNESS_REPORT) && \
+	$(BIN)/python -m training.embedder.evaluate --onnx $(ARTIFACT).onnx $$compare --out $(REPORT)
 
 # The same for the detector: the shipped pair against the one shipped before it, found by the shipped embedder.
 report-detector: $(INSTALLED)  ## evaluate the shipped detector against the one shipped before it (from git history)

@@ -25,7 +25,7 @@ from PIL import Image
 
 from bentos.detector import Detector, split
 from bentos.embedder import Embedder
-from lookalike.detection import Detection, expand_box, postprocess
+from lookalike.detection import Detection, frame_items, postprocess
 from lookalike.images import ImageError, decode_image
 from lookalike.modelcard import DetectorCard, EmbedderCard
 from lookalike.schemas import DetectedItem, DetectResponse, Item, Product, SearchResponse
@@ -82,13 +82,15 @@ class Lookalike:
         category_id = self._category_id(category)
         picture = self._decode(image)
         detections = await self._detect(picture) if self.detector_card is not None else []
-        if detections:
-            margin = self.detector_card.crop_margin
-            crops = [picture.crop(expand_box(d.box, picture.width, picture.height, margin)) for d in detections]
-            items = [{**self._describe(d).model_dump(), "source": "detected"} for d in detections]
-        else:
-            crops = [picture]
-            items = [{"box": [0, 0, picture.width, picture.height], "source": "whole_image"}]
+        margin = self.detector_card.crop_margin if self.detector_card is not None else 0.0
+        framed = frame_items(detections, picture.width, picture.height, margin)
+        items = [
+            {**self._describe(f.detection).model_dump(), "source": "detected"}
+            if f.detection is not None
+            else {"box": list(f.box), "source": "whole_image"}
+            for f in framed
+        ]
+        crops = [picture.crop(f.box) for f in framed]
         pixels = await asyncio.to_thread(self.embedder_card.preset.batch, crops)
         vectors = await self.embedder.to_async.embed(pixels)  # every item of the photo in one call
         shape_dim = self.embedder_card.shape_dim

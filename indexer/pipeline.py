@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lookalike.catalog import Offer
-from lookalike.detection import expand_box, main_item, postprocess
+from lookalike.detection import main_item_box, postprocess
 from lookalike.images import ImageError, decode_image
 from lookalike.modelcard import DetectorCard
 from lookalike.preprocess import EvalPreset
@@ -54,10 +54,8 @@ class MainItems:
         outputs = self.detect(pixels)
         boxes: list[Box | None] = []
         for image, letterbox, raw_boxes, scores in zip(images, letterboxes, outputs["boxes"], outputs["scores"]):
-            item = main_item(postprocess(raw_boxes, scores, letterbox, self.card.thresholds))
-            boxes.append(
-                None if item is None else expand_box(item.box, image.width, image.height, self.card.crop_margin)
-            )
+            detections = postprocess(raw_boxes, scores, letterbox, self.card.thresholds)
+            boxes.append(main_item_box(detections, image.width, image.height, self.card.crop_margin))
         return boxes
 
 

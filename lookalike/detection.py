@@ -185,3 +185,30 @@ def main_item(detections: list[Detection]) -> Detection | None:
     if not detections:
         return None
     return max(detections, key=lambda d: d.area * d.score)
+
+
+@dataclass(frozen=True)
+class FramedItem:
+    """What the embedder sees of one item: the crop box, and the detection it frames (None: the whole photo)."""
+
+    box: tuple[int, int, int, int]  # in the photo's pixels
+    detection: Detection | None
+
+
+def frame_items(detections: list[Detection], width: int, height: int, margin: float) -> list[FramedItem]:
+    """Each detected item's crop (its box grown by `margin`); the whole photo as one item when nothing is found.
+
+    The service frames a shopper's photo with this, and the evaluation frames its queries with
+    it, so what is measured is what is served.
+    """
+    if not detections:
+        return [FramedItem((0, 0, width, height), None)]
+    return [FramedItem(expand_box(d.box, width, height, margin), d) for d in detections]
+
+
+def main_item_box(
+    detections: list[Detection], width: int, height: int, margin: float
+) -> tuple[int, int, int, int] | None:
+    """The crop the indexer embeds for a catalogue photo: its main item with `margin`, None for the whole photo."""
+    item = main_item(detections)
+    return None if item is None else expand_box(item.box, width, height, margin)

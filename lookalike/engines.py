@@ -30,6 +30,7 @@ class OnnxModel:
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
         import onnxruntime as ort
 
+        self.path = Path(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or int(os.environ.get("LOOKALIKE_ORT_THREADS", "0"))
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -159,6 +159,25 @@ class FolderDataset(LabelledImages):
         super().__init__(samples, class_list, transform)
 
 
+def without_classes(dataset: LabelledImages, names: Iterable[str]) -> LabelledImages:
+    """`dataset` with every image of the classes `names` dropped and the rest relabelled.
+
+    For class-held-out training: the model never sees those garments, and its classifier has
+    no output for them.
+    """
+    names = set(names)
+    unknown = sorted(names - set(dataset.classes))
+    if unknown:
+        raise ValueError(f"cannot leave out {unknown}: the classes are {dataset.classes}")
+    kept = [name for name in dataset.classes if name not in names]
+    new_label = {dataset.classes.index(name): label for label, name in enumerate(kept)}
+    dataset.samples = [
+        sample._replace(label=new_label[sample.label]) for sample in dataset.samples if sample.label in new_label
+    ]
+    dataset.classes = kept
+    return dataset
+
+
 class ImageList(LabelledImages):
     """Plain image paths with no class (label 0, class "unknown"), e.g. a catalogue to recolour."""
 

@@ -155,6 +155,11 @@ def example_sheet(rows: Sequence[ExampleRow], out_dir: Path, file: str, caption:
     return Picture(file, caption)
 
 
+def save_figure(figure: Figure, out_dir: Path, file: str, caption: str) -> Picture:
+    """Write `figure` as OUT_DIR/FILE (PNG) and return its Markdown picture."""
+    return _save(figure, out_dir, file, caption)
+
+
 def _save(figure: Figure, out_dir: Path, file: str, caption: str) -> Picture:
     out_dir.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_dir / file, dpi=110)

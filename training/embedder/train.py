@@ -82,7 +82,7 @@ from tqdm import tqdm
 from lookalike.engines import OnnxEmbedder
 from lookalike.settings import get_settings
 from training.backbone import WEIGHT_PACKAGES
-from training.datasets import FolderDataset, data_fingerprint
+from training.datasets import FolderDataset, data_fingerprint, without_classes
 from training.embedder.model import Embedder, EmbedderConfig
 from training.embedder.presets import EvalPreset, TrainPreset
 from training.onnx_export import export_onnx
@@ -543,6 +543,8 @@ def main(args: argparse.Namespace) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     train_set = limited(FolderDataset(args.data_dir / "train"), args.limit, args.seed)
     val_set = limited(FolderDataset(args.data_dir / "validation", classes=train_set.classes), args.limit, args.seed)
+    if args.exclude_classes:  # class-held-out training: those garments are never seen
+        train_set, val_set = (without_classes(split, args.exclude_classes) for split in (train_set, val_set))
     fingerprint = data_fingerprint(train_set)
     model = build_model(train_set.classes, args)
     (args.out / "config.json").write_text(
@@ -679,6 +681,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embed-dim", type=int, default=128, help="code length in bits")
     parser.add_argument("--hidden-dim", type=int, default=512)
     parser.add_argument("--limit", type=int, help="use this many images of each split (quick runs, tests)")
+    parser.add_argument(
+        "--exclude-classes",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        default=[],
+        help="comma-separated classes left out of training entirely (the class-held-out run)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes rendering views")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")

@@ -14,6 +14,12 @@ in warm or cold light, a little blurred, JPEG-compressed by a phone or a messeng
 6. add sensor noise and a little Gaussian or motion blur,
 7. re-encode as JPEG at quality 40-70.
 
+`render` also gives the garment's box in the photo (a `training.synth.query.Query`): the alpha
+the garment was pasted with goes through the same warp and crop as the pixels, and the box is
+where it is over half opaque. It draws nothing more from the generator, so `render(...).image`
+is exactly what `__call__` gives. `staged_scene` stops before the light and camera (steps 1-4),
+for families that light and shoot the same scene their own way (`training.synth.hardphoto`).
+
 Everything random comes from a generator seeded by (seed, index), so query `index` of a seed
 is the same image on every machine and every run. Give every query of a set its own index
 (e.g. item * variants + variant): two items photographed with the same index would share a
@@ -31,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from training.synth.colors import garment_mask
+from training.synth.query import Box, Query, mask_box
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,25 @@ class PhotoLikeQuery:
     backgrounds: Sequence[Image.Image] = field(default=(), repr=False)
 
     def __call__(self, image: Image.Image, mask: np.ndarray | None = None, index: int = 0) -> Image.Image:
+        return self.render(image, mask, index).image
+
+    def render(self, image: Image.Image, mask: np.ndarray | None = None, index: int = 0) -> Query:
+        """The `index`-th photo-like query and the garment's box in it (the pixels `__call__` gives)."""
         rng = np.random.default_rng([self.seed, index])
+        photo, alpha = self.staged_scene(image, mask, rng)
+        photo = relight(photo, rng)
+        photo = degrade(photo, rng)
+        picture = jpeg_roundtrip(photo, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
+        return Query(picture, alpha_box(alpha))
+
+    def staged_scene(
+        self, image: Image.Image, mask: np.ndarray | None, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Steps 1-4 (garment placed, frame warped and cropped), before light and camera.
+
+        Returns the float RGB frame and the garment's alpha in the same pixels, moved by the same
+        geometry, so other families can stage their own light and camera on the same scene.
+        """
         rgb = np.asarray(image.convert("RGB"))
         mask = garment_mask(image) if mask is None else np.asarray(mask, dtype=bool)
         if mask.shape != rgb.shape[:2]:
@@ -57,12 +82,12 @@ class PhotoLikeQuery:
             mask = np.ones_like(mask)
         frame_size = self._frame_size(rng)
         background = self._background(frame_size, rng)
-        photo = compose(background, rgb, mask, self.garment_fill, self.max_rotation_degrees, rng)
-        photo = perspective_warp(photo, self.max_perspective, rng)
-        photo = random_crop(photo, self.max_crop, frame_size, rng)
-        photo = relight(photo, rng)
-        photo = degrade(photo, rng)
-        return jpeg_roundtrip(photo, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
+        photo, alpha = compose_with_alpha(background, rgb, mask, self.garment_fill, self.max_rotation_degrees, rng)
+        # The alpha takes the photo's own border mode: garment mirrored in at an edge is garment seen.
+        matrix = perspective_matrix(photo.shape, self.max_perspective, rng)
+        photo, alpha = (_warp(layer, matrix) for layer in (photo, alpha))
+        edges = crop_edges(photo.shape, self.max_crop, rng)
+        return _crop_resize(photo, edges, frame_size), _crop_resize(alpha, edges, frame_size)
 
     def _frame_size(self, rng: np.random.Generator) -> tuple[int, int]:
         """(width, height): a phone photo, portrait two times in three."""
@@ -166,6 +191,18 @@ def compose(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """The cut-out garment scaled, rotated and placed on `background`, with a soft shadow under it."""
+    return compose_with_alpha(background, rgb, mask, fill, max_rotation, rng)[0]
+
+
+def compose_with_alpha(
+    background: np.ndarray,
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    fill: tuple[float, float],
+    max_rotation: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`compose`'s photo and the garment's alpha (float, h x w) as it was pasted into it."""
     height, width = background.shape[:2]
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
@@ -190,25 +227,50 @@ def compose(
     shadow = cv2.warpAffine(alpha[..., 0], np.float32([[1, 0, offset[0]], [0, 1, offset[1]]]), (width, height))
     shadow = cv2.GaussianBlur(shadow, (0, 0), 0.02 * max(width, height))[..., None]
     ground = background * (1 - rng.uniform(0.15, 0.4) * shadow)
-    return ground * (1 - alpha) + garment * alpha
+    return ground * (1 - alpha) + garment * alpha, alpha[..., 0]
 
 
 def perspective_warp(photo: np.ndarray, max_shift: float, rng: np.random.Generator) -> np.ndarray:
     """Move each corner by up to `max_shift` of the frame: the phone was not held square."""
-    height, width = photo.shape[:2]
+    return _warp(photo, perspective_matrix(photo.shape, max_shift, rng))
+
+
+def perspective_matrix(shape: tuple[int, ...], max_shift: float, rng: np.random.Generator) -> np.ndarray:
+    """The 3x3 matrix of `perspective_warp` for a frame of `shape` (h, w, ...)."""
+    height, width = shape[:2]
     corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
     moved = (corners + rng.uniform(-max_shift, max_shift, (4, 2)) * [width, height]).astype(np.float32)
-    matrix = cv2.getPerspectiveTransform(corners, moved)
-    return cv2.warpPerspective(photo, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return cv2.getPerspectiveTransform(corners, moved)
+
+
+def _warp(layer: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    height, width = layer.shape[:2]
+    return cv2.warpPerspective(layer, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def random_crop(photo: np.ndarray, max_crop: float, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """Cut up to `max_crop` of each side (hiding the warp's edges) and resize back to `size`."""
-    height, width = photo.shape[:2]
+    return _crop_resize(photo, crop_edges(photo.shape, max_crop, rng), size)
+
+
+def crop_edges(shape: tuple[int, ...], max_crop: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) pixels `random_crop` cuts from a frame of `shape` (h, w, ...)."""
+    height, width = shape[:2]
     left, right = (rng.uniform(0, max_crop, 2) * width).astype(int)
     top, bottom = (rng.uniform(0, max_crop, 2) * height).astype(int)
-    cropped = photo[top : height - bottom, left : width - right]
-    return cv2.resize(cropped, size, interpolation=cv2.INTER_AREA)
+    return int(top), int(bottom), int(left), int(right)
+
+
+def _crop_resize(layer: np.ndarray, edges: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
+    top, bottom, left, right = edges
+    height, width = layer.shape[:2]
+    return cv2.resize(layer[top : height - bottom, left : width - right], size, interpolation=cv2.INTER_AREA)
+
+
+def alpha_box(alpha: np.ndarray) -> Box:
+    """The box of alpha > 0.5 (of any visible alpha for a garment too thin for that; else the frame)."""
+    box = mask_box(alpha > 0.5) or mask_box(alpha > 0.05)
+    return box or (0.0, 0.0, float(alpha.shape[1]), float(alpha.shape[0]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,99 @@
+"""The robustness report's "as served" numbers are what `/search` returns.
+
+The evaluation (`training.embedder.served_data`, `training.embedder.robustness`) frames the
+catalogue and the queries and ranks in numpy; the service frames them in its own process and
+ranks in Qdrant Edge. On a small catalogue of real photos, behind a real `bentoml serve`, both
+must pick the same item of each query, return the same products in the same order and the
+same scores. top_k is small so that the store's 1-bit shortlist (oversampling x top_k) is
+shorter than the catalogue and the shortlist stage is compared too.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.detection import box_iou
+from lookalike.engines import OnnxEmbedder
+from lookalike.modelcard import EmbedderCard
+from lookalike.settings import Settings
+from tests.conftest import SHIPPED_DETECTOR, SHIPPED_EMBEDDER
+from training.embedder.robustness import served_scores
+from training.embedder.served_data import Framer, QueryRenderer, _catalogue_pixels, _frame_queries
+from training.synth.colors import load_mask
+from training.synth.families import FAMILIES
+from training.synth.query import Other
+
+pytestmark = pytest.mark.slow
+
+TOP_K = 3
+FAMILIES_CHECKED = ("photo", "screenshot")
+QUERIES_PER_FAMILY = 4
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained_detector, photo_catalogue, tmp_path_factory):
+    """The evaluation's side: the framed catalogue's vectors, in offer-id order, and the shipped models."""
+    if not SHIPPED_EMBEDDER.with_suffix(".onnx").is_file():
+        pytest.skip("no shipped embedder in training/artifacts: the served model is the provisional one")
+    embedder = OnnxEmbedder(SHIPPED_EMBEDDER.with_suffix(".onnx"))
+    card = EmbedderCard.model_validate_json(SHIPPED_EMBEDDER.with_suffix(".json").read_text(encoding="utf-8"))
+    framer = Framer.from_files(SHIPPED_DETECTOR.with_suffix(".onnx"), None)
+    paths = sorted(photo_catalogue.rglob("*.jpg"))
+    images = [Image.open(path).convert("RGB") for path in paths]
+    vectors = embedder(_catalogue_pixels(images, card.preset, framer))["shape"]
+    offer_ids = [path.relative_to(photo_catalogue).with_suffix("").as_posix() for path in paths]
+    masks = tmp_path_factory.mktemp("masks")
+    photos = [Other(image, load_mask(masks, photo_catalogue, path, image=image)) for image, path in zip(images, paths)]
+    return embedder, card, framer, photos, vectors, offer_ids
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")  # lossless: the service decodes the very pixels the evaluation framed
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("family", FAMILIES_CHECKED)
+def test_search_returns_what_the_evaluation_ranks(photo_server, evaluated, family):
+    embedder, card, framer, photos, catalogue, offer_ids = evaluated
+    render = QueryRenderer(FAMILIES[family].build(0), photos, np.arange(len(photos)), 0)
+    positions = np.linspace(0, len(photos) - 1, QUERIES_PER_FAMILY).astype(int)
+    made = [render(int(position)) for position in positions]
+    framings, _ = _frame_queries(made, card.preset, framer)
+    queries = embedder(framings["served"])["shape"]
+    shortlist = int(Settings(_env_file=None).oversampling) * TOP_K
+    scores = served_scores(queries, catalogue, "rescored", shortlist)
+    for query, row in zip(made, scores):
+        response = httpx.post(
+            f"{photo_server}/search",
+            files={"image": ("query.png", png(query.image), "image/png")},
+            data={"top_k": str(TOP_K)},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        item = tapped(response.json()["items"], query.box)
+        expected = np.argsort(-row, kind="stable")[:TOP_K]
+        assert [p["offer_id"] for p in item["products"]] == [offer_ids[i] for i in expected]
+        np.testing.assert_allclose([p["score"] for p in item["products"]], row[expected], atol=2e-4)
+
+
+def tapped(items: list[dict], truth) -> dict:
+    """The response's item the evaluation searches: the best overlap with the true box (the only item if whole)."""
+    detected = [item for item in items if item["source"] == "detected"]
+    if not detected:
+        (whole,) = items
+        return whole
+    overlaps = box_iou(np.array([item["box"] for item in detected], np.float32), np.array(truth))[:, 0]
+    return detected[int(overlaps.argmax())]
+
+
+def test_the_catalogue_is_framed_like_the_indexer(evaluated, photo_catalogue):
+    """Guard for the test above: it compares offers by id, so every photo of the folder must be an offer."""
+    *_, offer_ids = evaluated
+    assert len(offer_ids) == len(set(offer_ids)) == len(list(Path(photo_catalogue).rglob("*.jpg")))
