@@ -8,15 +8,19 @@ torch = pytest.importorskip("torch", reason="training extras (torch) are not ins
 
 from training.embedder.presets import TrainPreset
 from training.embedder.train import (
+    NO_LABEL,
     CrossBatchMemory,
+    TrainingViews,
     ViewCache,
     bit_balance_loss,
     fit_itq_rotation,
+    get_args_parser,
     instance_loss,
     pick_views,
     quantization_loss,
     rotate_color_codes,
     trunk_batch,
+    view_cache_key,
 )
 
 
@@ -146,3 +150,39 @@ def test_colour_rotation_keeps_cosines_and_turns_the_trained_copy_alike():
     assert not torch.allclose(after, before, atol=1e-3)
     for name, value in model.state_dict().items():  # the trained copy got the same rotation
         assert torch.allclose(value, trained.state_dict()[name], atol=1e-6), name
+
+
+def test_partial_and_hard_views_are_shape_views_before_the_repainted_ones(tmp_path):
+    from lookalike.synthetic import write_catalogue
+    from training.datasets import FolderDataset
+
+    write_catalogue(tmp_path / "data", per_class=1, seed=1, size=160, categories=["dress", "pants"])
+    dataset = FolderDataset(tmp_path / "data")
+    counts = {"crops": 1, "photos": 1, "recolours": 1, "seed": 0}
+    more = TrainingViews(dataset, tmp_path / "masks", **counts, partials=1, hards=2)
+    views, colours, patterns = more[1]
+    assert len(views) == more.views_per_image == 6 and more.shape_views == 5
+    assert (colours[:5] == NO_LABEL).all() and (patterns[:5] == NO_LABEL).all() and colours[5] != NO_LABEL
+    assert len({view.tobytes() for view in views}) == 6  # no two views share their random draws
+    # The views there were before are drawn as before: runs without the new views are unchanged.
+    plain_views = TrainingViews(dataset, tmp_path / "masks", **counts)[1][0]
+    assert np.array_equal(views[[0, 1, 5]], plain_views)
+    (other,) = more.others(1)  # the hard views' possible occluder: the only other photo
+    assert other.mask.shape == (other.image.height, other.image.width)
+
+
+def test_view_cache_key_changes_only_with_the_options_a_run_uses(tmp_path):
+    args = get_args_parser().parse_args(["--data-dir", str(tmp_path)])
+    model = tiny_embedder(train_trunk=False)
+    # The keys these runs had before the options existed: their caches are reused.
+    assert view_cache_key(model, args, "train-data", "val-data") == "5c606d2a6166"
+    assert view_cache_key(tiny_embedder(train_trunk=True), args, "train-data", "val-data") == "7ecfbb7d8567"
+    init = tmp_path / "embedder.onnx"
+    init.write_bytes(b"one graph")
+    keys = {"5c606d2a6166"}
+    for option, value in (("partial_views", 1), ("hard_views", 1), ("hard_views", 2), ("init_onnx", init)):
+        setattr(args, option, value)
+        keys.add(view_cache_key(model, args, "train-data", "val-data"))
+    init.write_bytes(b"another graph")  # the trunk is exported from the file's weights
+    keys.add(view_cache_key(model, args, "train-data", "val-data"))
+    assert len(keys) == 6

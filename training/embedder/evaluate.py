@@ -462,6 +462,12 @@ def write_full_report(args, models, methods, results, data, seconds: float) -> P
         + (f" compared with `{models[1].name}` (heads: {models[1].heads})" if len(models) > 1 else "")
         + f"; data `{args.data_dir}`: {data.count('centre')} validation images, {data.count('catalogue')} train"
         f" distractors, {data.count('recoloured')} repaintings; seed {args.seed}; {seconds / 60:.1f} min.",
+        (
+            "Its photo-like queries come from the generator that also makes training views, so this report"
+            " measures how well a model learned its own generator. Search quality on query families training"
+            " never saw, framed and ranked as served, worst family first: `training.embedder.robustness`"
+            " (`training/reports/robustness/report.md`)."
+        ),
     ]
     others = args.recolours - 1
     sections = [

@@ -37,6 +37,22 @@ rendering from cold, so the default is 12 epochs (about 24 minutes in all): top-
 recall@1 0.716 / 0.504, colour P@10 0.923 (`make train`). 12 epochs with a quantisation weight of
 3 reached 0.695 / 0.471 (`quant3`): it did not narrow the codes' gap.
 
+Fine-tuning the shipped model on the CPU (its torch checkpoint is lost; it was trained on a GPU):
+
+    python -m training.embedder.train --out var/train/finetune --init-onnx training/artifacts/embedder.onnx \
+        --partial-views 1 --hard-views 1
+
+`--init-onnx` loads the exported graph's weights (`training.embedder.from_onnx`; the sidecar's
+config must build the same network) instead of ImageNet's; the trunk, frozen, is exported from
+them for the cache, whose key holds the file's digest. The graph folded every BatchNorm into the
+layer before it, so before the first step each BatchNorm of the top and heads is re-expressed with
+statistics measured on training views (the same function in eval mode, and train mode's batch
+statistics start near it), and the colour and pattern classifiers, which the export drops, are
+imprinted from repainted views. `--partial-views` and `--hard-views` add shape views of the item
+made by two query families: close-ups of part of the garment (`training.synth.partial`) and photos
+in bad conditions (`training.synth.hardphoto`), occluded by a hand or by another training photo's
+garment; like the photo-like views they pair with the others in the instance term.
+
 On a GPU (`--train-trunk`, `make train-gpu`, the shipped model's recipe): views are cached as
 pixels (uint8, 16 per photo: 8 crops, 4 photo-like shots, 4 repaintings; 7.4 GB, kept on the GPU)
 and the whole backbone trains, the trunk at `--trunk-lr`. On one H200 with 16 cores: 2.1 min of
@@ -83,15 +99,23 @@ from lookalike.engines import OnnxEmbedder
 from lookalike.settings import get_settings
 from training.backbone import WEIGHT_PACKAGES
 from training.datasets import FolderDataset, data_fingerprint, without_classes
+from training.embedder.from_onnx import calibrate_batchnorm, check_config_matches, load_onnx_weights, sidecar_config
 from training.embedder.model import Embedder, EmbedderConfig
 from training.embedder.presets import EvalPreset, TrainPreset
 from training.onnx_export import export_onnx
 from training.synth.colors import COLOURS, PATTERNS, load_mask, random_label, recolor
+from training.synth.hardphoto import HardPhoto
+from training.synth.partial import PartialView
 from training.synth.photo import PhotoLikeQuery
+from training.synth.query import Other
 
 log = logging.getLogger(__name__)
 NO_LABEL = -1
 WORKING_SIDE = 320  # long side of the photos that views are rendered from
+# Query views (photo-like, partial, hard) of image i are queries i * QUERY_STRIDE + k, k counted
+# over all three kinds: no two views share an index, so none repeats another's random draws.
+QUERY_STRIDE = 100
+OTHERS_STREAM = 13  # the generator stream that picks the other photos a hard view may show
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,41 +125,86 @@ WORKING_SIDE = 320  # long side of the photos that views are rendered from
 class TrainingViews(Dataset):
     """Item i -> (views uint8 (V, s, s, 3), colour labels (V,), pattern labels (V,)).
 
-    Views 0..crops-1 are random resized crops, then `photos` photo-like shots, then `recolours`
-    repainted garments; colour/pattern labels are NO_LABEL except on the repainted ones.
+    Views 0..crops-1 are random resized crops, then `photos` photo-like shots, `partials`
+    close-ups of part of the garment (`training.synth.partial`), `hards` photos in bad conditions
+    (`training.synth.hardphoto`, occluded by a hand or by another training photo's garment), and
+    last `recolours` repainted garments. All but the repainted ones are shape views of the same
+    item; colour/pattern labels are NO_LABEL except on the repainted ones.
     """
 
-    def __init__(self, dataset: FolderDataset, mask_dir: Path, *, crops: int, photos: int, recolours: int, seed: int):
+    def __init__(
+        self,
+        dataset: FolderDataset,
+        mask_dir: Path,
+        *,
+        crops: int,
+        photos: int,
+        recolours: int,
+        seed: int,
+        partials: int = 0,
+        hards: int = 0,
+    ):
+        if photos + partials + hards > QUERY_STRIDE:
+            raise ValueError(f"at most {QUERY_STRIDE} photo-like, partial and hard views per image")
         self.dataset, self.mask_dir, self.seed = dataset, mask_dir, seed
         self.crops, self.photos, self.recolours = crops, photos, recolours
+        self.partials, self.hards = partials, hards
         self.preset = TrainPreset()
         # Shots a little above the crop size: the views end at 224 px, and masks, photos and
         # repainting cost in proportion to pixels.
         self.photo = PhotoLikeQuery(seed, long_side=(300, 400))
+        self.partial, self.hard = PartialView(seed), HardPhoto(seed)
+
+    @property
+    def shape_views(self) -> int:
+        """Views 0..shape_views-1 show the item as it is (the rest are repainted)."""
+        return self.crops + self.photos + self.partials + self.hards
 
     @property
     def views_per_image(self) -> int:
-        return self.crops + self.photos + self.recolours
+        return self.shape_views + self.recolours
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int):
-        rng = np.random.default_rng([self.seed, index])
+    def photo_and_mask(self, index: int, needs_mask: bool = True) -> tuple[Image.Image, np.ndarray | None]:
         image = self.dataset.load(index)
         image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BICUBIC)
         path = self.dataset.samples[index].path
-        needs_mask = self.photos or self.recolours
-        mask = load_mask(self.mask_dir, self.dataset.root, path, image=image) if needs_mask else None
+        return image, load_mask(self.mask_dir, self.dataset.root, path, image=image) if needs_mask else None
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, index])
+        image, mask = self.photo_and_mask(index, needs_mask=self.views_per_image > self.crops)
         views = [self.preset(image, rng) for _ in range(self.crops)]
-        views += [self.preset(self.photo(image, mask, index * 100 + k), rng) for k in range(self.photos)]
-        colours, patterns = [NO_LABEL] * len(views), [NO_LABEL] * len(views)
+        views += [self.preset(self.photo(image, mask, index * QUERY_STRIDE + k), rng) for k in range(self.photos)]
+        repainted, colours, patterns = [], [], []
         for _ in range(self.recolours):
             label = random_label(rng)
-            views.append(self.preset(recolor(image, mask, label, rng), rng))
+            repainted.append(self.preset(recolor(image, mask, label, rng), rng))
             colours.append(label.colour_index)
             patterns.append(label.pattern_index)
-        return np.stack(views), np.array(colours), np.array(patterns)
+        # Cropped after the repaintings: adding these views leaves every other view as it was.
+        views += [self.preset(picture, rng) for picture in self.queries(image, mask, index)]
+        unlabelled = [NO_LABEL] * len(views)
+        return np.stack(views + repainted), np.array(unlabelled + colours), np.array(unlabelled + patterns)
+
+    def queries(self, image: Image.Image, mask: np.ndarray, index: int) -> list[Image.Image]:
+        """The partial and hard views' pictures, before the random resized crop."""
+        first = index * QUERY_STRIDE + self.photos
+        pictures = [self.partial(image, mask, first + k).image for k in range(self.partials)]
+        others = self.others(index) if self.hards else []
+        first += self.partials
+        return pictures + [self.hard(image, mask, first + k, others).image for k in range(self.hards)]
+
+    def others(self, index: int) -> list[Other]:
+        """One or two other training photos with their masks: garments a hard view may lay over this one."""
+        if len(self.dataset) < 2:
+            return []
+        rng = np.random.default_rng([self.seed, OTHERS_STREAM, index])
+        count = min(int(rng.integers(1, 3)), len(self.dataset) - 1)
+        picked = [int(i) for i in rng.choice(len(self.dataset) - 1, count, replace=False)]
+        return [Other(*self.photo_and_mask(i + (i >= index))) for i in picked]  # skipping photo `index`
 
 
 class EvalViews(Dataset):
@@ -283,7 +352,8 @@ def bit_balance_loss(embeddings: torch.Tensor) -> torch.Tensor:
 
 
 def pick_views(image_ids: torch.Tensor, cache: ViewCache, shape_views: int, generator: torch.Generator) -> torch.Tensor:
-    """Two views per image: a crop or photo, and another view (a repainted one half of the time)."""
+    """Two views per image: a shape view (crop, photo-like, partial or hard), and another view (a
+    repainted one half of the time)."""
     n, per_image = len(image_ids), cache.views_per_image
     first = torch.randint(0, shape_views, (n,), generator=generator)
     other = (first + torch.randint(1, shape_views, (n,), generator=generator)) % shape_views
@@ -361,7 +431,7 @@ def train_one_epoch(model, cache, targets, optimizer, scheduler, epoch, args, me
     totals: dict[str, float] = {}
     with tqdm(batches, desc=f"epoch {epoch}", unit="batch") as progress:
         for image_ids in progress:
-            rows = pick_views(image_ids, cache, args.crop_views + args.photo_views, generator).to(targets.device)
+            rows = pick_views(image_ids, cache, shape_views(args), generator).to(targets.device)
             ids = torch.cat([image_ids, image_ids]).to(targets.device)
             terms = losses(model, cache, rows, ids, targets[ids], args, memories)
             loss = sum(value for name, value in terms.items() if name != "accuracy")
@@ -454,6 +524,7 @@ def make_ema(model: Embedder, steps_per_epoch: int, args) -> ModelEmaV3 | None:
 def build_model(classes: list[str], args) -> Embedder:
     config = EmbedderConfig(
         heads="trained",
+        pretrained=args.init_onnx is None,  # ImageNet weights, unless an exported model's come next
         backbone=args.backbone,
         trunk_stages=args.trunk_stages,
         embed_dim=args.embed_dim,
@@ -485,7 +556,61 @@ def make_optimizer(model: Embedder, steps: int, args):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
-def prepare_caches(model: Embedder, train_set: FolderDataset, val_set: FolderDataset, fingerprint: str, args):
+def start_from_onnx(model: Embedder, onnx_path: Path) -> None:
+    """An exported embedder's weights (`training.embedder.from_onnx`), once its sidecar's config
+    is checked to build the same network as `model`'s."""
+    check_config_matches(model.config, sidecar_config(onnx_path))
+    load_onnx_weights(model, onnx_path)
+    log.info("weights from %s (sha256 %s)", onnx_path, file_digest(onnx_path))
+
+
+@torch.no_grad()
+def adapt_onnx_start(model: Embedder, cache: ViewCache, seed: int, views: int = 512) -> None:
+    """Make a graph's folded weights trainable on `views` training views: BatchNorm statistics
+    measured (`calibrate_batchnorm`), colour and pattern classifiers imprinted."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(len(cache.colours), generator=generator)[:views].to(cache.colours.device)
+    forward = lambda batch: model.embed_from_trunk(*trunk_batch(model, cache, batch))
+    calibrated = calibrate_batchnorm(model, forward, rows.split(128))
+    log.info("BatchNorm statistics measured on %d views for %d layers", len(rows), len(calibrated))
+    imprint_colour_classifiers(model, cache, generator, views)
+
+
+@torch.no_grad()
+def imprint_colour_classifiers(model: Embedder, cache: ViewCache, generator: torch.Generator, views: int) -> None:
+    """Each colour (pattern) class's weight := the mean unit colour embedding of its repainted views.
+
+    The export keeps no colour or pattern classifier; random ones would, in the first steps, pull
+    the trained colour head towards random directions. Imprinting (Qi et al., "Low-Shot Learning
+    with Imprinted Weights", 2018) starts them where the head already puts each class.
+    """
+    painted = torch.nonzero(cache.colours != NO_LABEL).squeeze(1)
+    if not len(painted):
+        return
+    rows = painted[torch.randperm(len(painted), generator=generator)[:views].to(painted.device)]
+    model.eval()
+    unit = torch.cat(
+        [F.normalize(model.embed_from_trunk(*trunk_batch(model, cache, batch))[1], dim=1) for batch in rows.split(128)]
+    )
+    for classifier, labels in ((model.colour_classifier, cache.colours), (model.pattern_classifier, cache.patterns)):
+        labels = labels[rows]
+        for label in labels.unique():
+            classifier.weight[label] = F.normalize(unit[labels == label].mean(0), dim=0)
+        log.info("imprinted %d of %d classes from %d views", len(labels.unique()), len(classifier.weight), len(rows))
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def shape_views(args) -> int:
+    """Training views per image that show the item as it is: every kind but the repainted ones."""
+    return args.crop_views + args.photo_views + args.partial_views + args.hard_views
+
+
+def view_cache_key(model: Embedder, args, fingerprint: str, val_fingerprint: str) -> str:
+    """What the cached views depend on. Options added later join the key only when they are
+    used, so that runs without them keep reusing the caches they made before."""
     view_args = (
         args.crop_views,
         args.photo_views,
@@ -500,7 +625,15 @@ def prepare_caches(model: Embedder, train_set: FolderDataset, val_set: FolderDat
         view_args += (model.config.backbone,)
     if model.config.train_trunk:  # pixels cached, the trunk runs in training
         view_args = (*view_args[:4], "pixels", args.limit)
-    key = cache_key(fingerprint, view_args, data_fingerprint(val_set))
+    elif args.init_onnx:  # the trunk is the exported model's, not ImageNet's
+        view_args += ("init", file_digest(args.init_onnx))
+    if args.partial_views or args.hard_views:
+        view_args += ("partial", args.partial_views, "hard", args.hard_views)
+    return cache_key(fingerprint, view_args, val_fingerprint)
+
+
+def prepare_caches(model: Embedder, train_set: FolderDataset, val_set: FolderDataset, fingerprint: str, args):
+    key = view_cache_key(model, args, fingerprint, data_fingerprint(val_set))
     trunk = None if model.config.train_trunk else frozen_trunk(model, args.cache_dir / f"trunk-{key}.onnx")
     views = TrainingViews(
         train_set,
@@ -509,6 +642,8 @@ def prepare_caches(model: Embedder, train_set: FolderDataset, val_set: FolderDat
         photos=args.photo_views,
         recolours=args.recolour_views,
         seed=args.seed,
+        partials=args.partial_views,
+        hards=args.hard_views,
     )
     train_cache = cached(
         args.cache_dir / f"train-{key}.pt",
@@ -537,6 +672,8 @@ def limited(dataset: FolderDataset, limit: int | None, seed: int) -> FolderDatas
 
 
 def main(args: argparse.Namespace) -> dict:
+    if args.init_onnx and args.train_trunk:
+        raise SystemExit("--init-onnx fine-tunes the top on the exported model's frozen trunk: drop --train-trunk")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -547,9 +684,16 @@ def main(args: argparse.Namespace) -> dict:
         train_set, val_set = (without_classes(split, args.exclude_classes) for split in (train_set, val_set))
     fingerprint = data_fingerprint(train_set)
     model = build_model(train_set.classes, args)
+    if args.init_onnx:
+        start_from_onnx(model, args.init_onnx)
     (args.out / "config.json").write_text(
         json.dumps(
-            {"args": vars(args), "model_args": model.config.to_dict(), "data_fingerprint": fingerprint},
+            {
+                "args": vars(args),
+                "model_args": model.config.to_dict(),
+                "data_fingerprint": fingerprint,
+                "init_onnx_sha256": file_digest(args.init_onnx) if args.init_onnx else None,
+            },
             indent=2,
             default=str,
         )
@@ -575,6 +719,8 @@ def main(args: argparse.Namespace) -> dict:
         rotated_at = checkpoint.get("color_codes_rotated_at")
         averaged_state = checkpoint["model"] if "raw_model" in checkpoint else None
         log.info("resumed from epoch %d", checkpoint["epoch"])
+    elif args.init_onnx:
+        adapt_onnx_start(model, train_cache, args.seed)
 
     model.to(memory_format=torch.channels_last)
     ema = make_ema(model, steps_per_epoch, args)
@@ -666,6 +812,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crop-views", type=int, default=4)
     parser.add_argument("--photo-views", type=int, default=2)
     parser.add_argument("--recolour-views", type=int, default=2)
+    parser.add_argument(
+        "--partial-views", type=int, default=0, help="close-ups of part of the garment (training.synth.partial)"
+    )
+    parser.add_argument(
+        "--hard-views", type=int, default=0,
+        help="photos in bad light, blurred or occluded by a hand or another garment (training.synth.hardphoto)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--init-onnx", type=Path,
+        help="start from an exported embedder (STEM.onnx beside STEM.json) instead of ImageNet; its trunk is frozen",
+    )  # fmt: skip
     parser.add_argument(
         "--color-pooling",
         choices=["mean", "garment"],
