@@ -9,8 +9,8 @@ Protocol (`served_data` builds the images):
   distractors (train photos repainted, close crops of their garments): 12,613 images with the
   defaults; each cropped to its main item by the indexer's code with the shipped detector.
 - **Query families** (`training.synth.families`): a query per validation photo and family,
-  framed by the service's own code (detector, then the item a shopper would tap). Only `photo`
-  makes training views; the headline is the **worst family**, not the mean.
+  framed by the service's own code (detector, then the item a shopper would tap). `screenshot`
+  and `rephoto` never make training views; the headline is the **worst family**, not the mean.
 - **As served**: the float query against the catalogue's 1-bit codes, its best
   `oversampling x k` items rescored by the float vectors (the store's binary quantisation with
   rescoring; `tests/integration/test_served_equals_evaluated.py` checks the two agree).
@@ -191,8 +191,9 @@ def results_section(encoded: list[Encoded], results: dict, data: ServedData) -> 
     note = (
         f"{data.num_targets} queries per family; catalogue {len(data.catalogue)} images ({data.num_photos} photos,"
         f" {len(data.catalogue) - data.num_photos} generated distractors). Models are ranked as served (1-bit"
-        f" shortlist of {SHORTLIST}, rescored); float baselines by cosine. Families that make training views:"
-        f" {trained}; never: the rest. ms/image: encoding, where this run computed it (blank when cached)."
+        f" shortlist of {SHORTLIST}, rescored); float baselines by cosine. Families that make the shipped"
+        f" embedder's training views: {trained}; never: the rest (models shipped before it trained on `photo`"
+        " only). ms/image: encoding, where this run computed it (blank when cached)."
     )
     return Section("Query families, as served", [Table(header, rows, note=note)])
 

@@ -4,16 +4,18 @@ A family turns a catalogue photo, its garment mask and a query index into a `Que
 picture and where the garment is in it); `others` are other catalogue products that a family
 may show beside the target (a shop page) or over it (an occluding garment). Five families:
 
-| family | what the shopper sends | used to make training views |
+| family | what the shopper sends | makes training views of the shipped embedder |
 |---|---|---|
 | `photo` | the item photographed at home (`photo.PhotoLikeQuery`) | yes |
-| `partial` | a close-up: 30-60% of the garment, the print, the collar (`partial.PartialView`) | no |
-| `hard` | low light, a colour cast, motion blur, a hand or garment over it (`hardphoto.HardPhoto`) | no |
-| `screenshot` | a shop app's product page or a grid of products (`screens.Screenshot`) | no |
-| `rephoto` | a photo of a screen or a printed page: moire, glare, perspective (`screens.Rephotographed`) | no |
+| `partial` | a close-up: 30-60% of the garment, the print, the collar (`partial.PartialView`) | yes (fine-tune) |
+| `hard` | low light, a colour cast, motion blur, a hand or garment over it (`hardphoto.HardPhoto`) | yes (fine-tune) |
+| `screenshot` | a shop app's product page or a grid of products (`screens.Screenshot`) | never |
+| `rephoto` | a photo of a screen or a printed page: moire, glare, perspective (`screens.Rephotographed`) | never |
 
-`screens` was written without reference to `photo` and shares none of its code, so at least two
-families owe nothing to the generator that trained the model.
+`partial` and `hard` became training views when the shipped embedder was fine-tuned with
+`--partial-views 1 --hard-views 1` (before that, only `photo` did). `screens` was written without
+reference to `photo` and shares none of its code, and neither of its families ever makes training
+views, so two families owe nothing to the generators that trained the model.
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
         Family("photo", "photographed at home: clutter, tilt, light, JPEG", True, _photo),
-        Family("partial", "a close-up showing 30-60% of the garment", False, _partial),
-        Family("hard", "low light, colour cast, motion blur, occluded by a hand or garment", False, _hard),
+        Family("partial", "a close-up showing 30-60% of the garment", True, _partial),
+        Family("hard", "low light, colour cast, motion blur, occluded by a hand or garment", True, _hard),
         Family("screenshot", "a shop app's product page or a grid of products", False, _screenshot),
         Family("rephoto", "a photo of a screen or a printed page: moire, glare, perspective", False, _rephoto),
     )
