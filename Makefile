@@ -33,7 +33,7 @@ PREVIOUS := $(VAR)/previous
 CATALOG := $(VAR)/.demo-catalog
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser model train train-gpu train-heldout train-detector train-detector-gpu report report-detector demo-catalog demo test test-fast bench loadtest clean
+.PHONY: help install browser model train train-gpu finetune train-heldout train-detector train-detector-gpu report report-detector demo-catalog demo test test-fast bench loadtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -67,6 +67,19 @@ train: $(INSTALLED)  ## train the embedders on the CPU, evaluate, export and shi
 	$(BIN)/python -m training.embedder.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --name lookalike-embedder-candidate
 	$(BIN)/python -m training.embedder.evaluate --model lookalike-embedder-candidate:latest --out $(REPORT)
 	$(BIN)/python -m training.embedder.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --metrics $(REPORT)/metrics.json --ship $(ARTIFACT)
+
+# The shipped embedder: the GPU model (shipped at GPU_MODEL, git history) fine-tuned on the CPU, its
+# trunk frozen, with close-up (partial) and hard-photo views besides the usual ones (~35 min here).
+GPU_MODEL := f4e0d1b
+FINETUNE_RUN := $(VAR)/train/finetune
+finetune: $(INSTALLED)  ## fine-tune the GPU model (git history) on the CPU with partial and hard views, evaluate, ship
+	@mkdir -p $(VAR) && git show $(GPU_MODEL):$(ARTIFACT).onnx > $(VAR)/gpu-embedder.onnx && \
+	  git show $(GPU_MODEL):$(ARTIFACT).json > $(VAR)/gpu-embedder.json
+	$(BIN)/python -m training.embedder.train --out $(FINETUNE_RUN) --init-onnx $(VAR)/gpu-embedder.onnx \
+	  --partial-views 1 --hard-views 1 --lr 6e-4 --top-lr 1e-4 --epochs 12
+	$(BIN)/python -m training.embedder.export --checkpoint $(FINETUNE_RUN)/checkpoint.pth --name lookalike-embedder-candidate
+	$(BIN)/python -m training.embedder.evaluate --model lookalike-embedder-candidate:latest --out $(REPORT)
+	$(BIN)/python -m training.embedder.export --checkpoint $(FINETUNE_RUN)/checkpoint.pth --metrics $(REPORT)/metrics.json --ship $(ARTIFACT)
 
 # The class-held-out run: the CPU recipe with HELDOUT_CLASSES left out of training entirely.
 train-heldout: $(INSTALLED)  ## train the CPU recipe without two classes (the report's class-held-out row)
