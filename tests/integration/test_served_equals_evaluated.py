@@ -24,7 +24,7 @@ from lookalike.modelcard import EmbedderCard
 from lookalike.settings import Settings
 from tests.conftest import SHIPPED_DETECTOR, SHIPPED_EMBEDDER
 from training.embedder.robustness import served_scores
-from training.embedder.served_data import Framer, QueryRenderer, _catalogue_pixels, _frame_queries
+from training.embedder.served_data import Framer, QueryRenderer, catalogue_pixels, frame_queries
 from training.synth.colors import load_mask
 from training.synth.families import FAMILIES
 from training.synth.query import Other
@@ -46,7 +46,7 @@ def evaluated(trained_detector, photo_catalogue, tmp_path_factory):
     framer = Framer.from_files(SHIPPED_DETECTOR.with_suffix(".onnx"), None)
     paths = sorted(photo_catalogue.rglob("*.jpg"))
     images = [Image.open(path).convert("RGB") for path in paths]
-    vectors = embedder(_catalogue_pixels(images, card.preset, framer))["shape"]
+    vectors = embedder(catalogue_pixels(images, card.preset, framer))["shape"]
     offer_ids = [path.relative_to(photo_catalogue).with_suffix("").as_posix() for path in paths]
     masks = tmp_path_factory.mktemp("masks")
     photos = [Other(image, load_mask(masks, photo_catalogue, path, image=image)) for image, path in zip(images, paths)]
@@ -65,7 +65,7 @@ def test_search_returns_what_the_evaluation_ranks(photo_server, evaluated, famil
     render = QueryRenderer(FAMILIES[family].build(0), photos, np.arange(len(photos)), 0)
     positions = np.linspace(0, len(photos) - 1, QUERIES_PER_FAMILY).astype(int)
     made = [render(int(position)) for position in positions]
-    framings, _ = _frame_queries(made, card.preset, framer)
+    framings, _ = frame_queries(made, card.preset, framer)
     queries = embedder(framings["served"])["shape"]
     shortlist = int(Settings(_env_file=None).oversampling) * TOP_K
     scores = served_scores(queries, catalogue, "rescored", shortlist)

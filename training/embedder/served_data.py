@@ -2,15 +2,15 @@
 
 Catalogue: every validation and train photo, plus generated distractors (each train photo
 repainted `--recolourings` times, and a close crop of its garment), each cropped to its main
-item by the indexer's own `indexer.pipeline.MainItems`. Queries: one per validation photo and
+item by `lookalike.detection.main_item_box`, the indexer's own rule. Queries: one per validation photo and
 query family (`training.synth.families`), framed by `lookalike.detection.frame_items` as
 `/search` frames a photo; of the items found, the one a shopper would tap (the best overlap
 with the garment's true box) is searched, the whole picture when nothing is found. Two
 diagnostic framings ride along: the whole picture (detection off) and the true box with the
 service's margin (a perfect detector).
 
-Detections are cached on disk by the digest of the detector's input pixels, so a second run
-(another embedder) only generates and crops.
+Detections are cached on disk by the digest of the detector's input pixels and the photo's size,
+and the framed catalogue as one array, so a second run (another embedder) only makes the queries.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def _decode_with_masks(paths: list[Path], args) -> list[Other]:
         return list(tqdm(pool.map(load, paths), total=len(paths), desc="validation photos", unit="img"))
 
 
-def _catalogue_pixels(images: list[Image.Image], preset: EvalPreset, framer: Framer) -> np.ndarray:
+def catalogue_pixels(images: list[Image.Image], preset: EvalPreset, framer: Framer) -> np.ndarray:
     """Catalogue photos cropped as the indexer crops them (`main_item_box`), as preset pixels."""
     crops = []
     for image, detections in zip(images, framer.detect(images)):
@@ -237,13 +237,13 @@ def _distractors(path: Path, index: int, args) -> list[Image.Image]:
 
 def _catalogue(photos: list[Other], train_paths: list[Path], preset: EvalPreset, framer: Framer, args):
     """Validation photos (the targets), train photos, then the distractors, framed; and each one's kind."""
-    parts = [_catalogue_pixels([photo.image for photo in photos], preset, framer)]
+    parts = [catalogue_pixels([photo.image for photo in photos], preset, framer)]
     batch = 32
     bar = tqdm(total=len(train_paths), desc="catalogue photos", unit="img", dynamic_ncols=True)
     with ThreadPoolExecutor(args.workers) as pool:
         for start in range(0, len(train_paths), batch):
             images = list(pool.map(load_image, train_paths[start : start + batch]))
-            parts.append(_catalogue_pixels(images, preset, framer))
+            parts.append(catalogue_pixels(images, preset, framer))
             bar.update(len(images))
     bar.close()
     num_photos = len(photos) + len(train_paths)
@@ -255,7 +255,7 @@ def _catalogue(photos: list[Other], train_paths: list[Path], preset: EvalPreset,
             images = [
                 image for group in pool.map(lambda item: _distractors(item[1], item[0], args), chunk) for image in group
             ]
-            parts.append(_catalogue_pixels(images, preset, framer))
+            parts.append(catalogue_pixels(images, preset, framer))
             made += len(images)
             bar.update(len(chunk))
     bar.close()
@@ -272,7 +272,7 @@ def _family_queries(photos: list[Other], val_rows: np.ndarray, preset: EvalPrese
             made = list(
                 tqdm(pool.map(render, range(len(photos))), total=len(photos), desc=f"queries: {name}", unit="img")
             )
-        queries[name], found[name] = _frame_queries(made, preset, framer)
+        queries[name], found[name] = frame_queries(made, preset, framer)
     return queries, found
 
 
@@ -294,7 +294,7 @@ class QueryRenderer:
         return self.make(photo.image, photo.mask, index, others)
 
 
-def _frame_queries(made, preset: EvalPreset, framer: Framer) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def frame_queries(made, preset: EvalPreset, framer: Framer) -> tuple[dict[str, np.ndarray], np.ndarray]:
     images = [query.image for query in made]
     served, overlaps = [], []
     for query, detections in zip(made, framer.detect(images)):
