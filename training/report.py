@@ -102,7 +102,7 @@ def plot_recall_curves(
     axes.set(xlabel="k", ylabel="recall@k", ylim=(0, 1.01), xlim=(1, max(len(c) for c in curves.values())), title=title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(figure, out_dir, file, title or "recall@k")
+    return save_figure(figure, out_dir, file, title or "recall@k")
 
 
 def plot_confusion_matrix(
@@ -122,7 +122,7 @@ def plot_confusion_matrix(
     axes.set_yticks(range(len(labels)), labels)
     axes.set(xlabel="predicted", ylabel="true", title=title)
     figure.colorbar(image, ax=axes, label="share of the true class")
-    return _save(figure, out_dir, file, title or "confusion matrix")
+    return save_figure(figure, out_dir, file, title or "confusion matrix")
 
 
 @dataclass
@@ -157,10 +157,6 @@ def example_sheet(rows: Sequence[ExampleRow], out_dir: Path, file: str, caption:
 
 def save_figure(figure: Figure, out_dir: Path, file: str, caption: str) -> Picture:
     """Write `figure` as OUT_DIR/FILE (PNG) and return its Markdown picture."""
-    return _save(figure, out_dir, file, caption)
-
-
-def _save(figure: Figure, out_dir: Path, file: str, caption: str) -> Picture:
     out_dir.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_dir / file, dpi=110)
     return Picture(file, caption)

@@ -82,7 +82,7 @@ class PhotoLikeQuery:
             mask = np.ones_like(mask)
         frame_size = self._frame_size(rng)
         background = self._background(frame_size, rng)
-        photo, alpha = compose_with_alpha(background, rgb, mask, self.garment_fill, self.max_rotation_degrees, rng)
+        photo, alpha = compose(background, rgb, mask, self.garment_fill, self.max_rotation_degrees, rng)
         # The alpha takes the photo's own border mode: garment mirrored in at an edge is garment seen.
         matrix = perspective_matrix(photo.shape, self.max_perspective, rng)
         photo, alpha = (_warp(layer, matrix) for layer in (photo, alpha))
@@ -189,20 +189,9 @@ def compose(
     fill: tuple[float, float],
     max_rotation: float,
     rng: np.random.Generator,
-) -> np.ndarray:
-    """The cut-out garment scaled, rotated and placed on `background`, with a soft shadow under it."""
-    return compose_with_alpha(background, rgb, mask, fill, max_rotation, rng)[0]
-
-
-def compose_with_alpha(
-    background: np.ndarray,
-    rgb: np.ndarray,
-    mask: np.ndarray,
-    fill: tuple[float, float],
-    max_rotation: float,
-    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`compose`'s photo and the garment's alpha (float, h x w) as it was pasted into it."""
+    """The cut-out garment scaled, rotated and placed on `background`, with a soft shadow under it,
+    and its alpha (float, h x w) as it was pasted."""
     height, width = background.shape[:2]
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
@@ -230,13 +219,8 @@ def compose_with_alpha(
     return ground * (1 - alpha) + garment * alpha, alpha[..., 0]
 
 
-def perspective_warp(photo: np.ndarray, max_shift: float, rng: np.random.Generator) -> np.ndarray:
-    """Move each corner by up to `max_shift` of the frame: the phone was not held square."""
-    return _warp(photo, perspective_matrix(photo.shape, max_shift, rng))
-
-
 def perspective_matrix(shape: tuple[int, ...], max_shift: float, rng: np.random.Generator) -> np.ndarray:
-    """The 3x3 matrix of `perspective_warp` for a frame of `shape` (h, w, ...)."""
+    """Move each corner by up to `max_shift` of the frame (the phone was not held square): the 3x3 matrix."""
     height, width = shape[:2]
     corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
     moved = (corners + rng.uniform(-max_shift, max_shift, (4, 2)) * [width, height]).astype(np.float32)
@@ -248,13 +232,8 @@ def _warp(layer: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return cv2.warpPerspective(layer, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def random_crop(photo: np.ndarray, max_crop: float, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Cut up to `max_crop` of each side (hiding the warp's edges) and resize back to `size`."""
-    return _crop_resize(photo, crop_edges(photo.shape, max_crop, rng), size)
-
-
 def crop_edges(shape: tuple[int, ...], max_crop: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) pixels `random_crop` cuts from a frame of `shape` (h, w, ...)."""
+    """(top, bottom, left, right): up to `max_crop` of each side of a frame of `shape`, hiding the warp's edges."""
     height, width = shape[:2]
     left, right = (rng.uniform(0, max_crop, 2) * width).astype(int)
     top, bottom = (rng.uniform(0, max_crop, 2) * height).astype(int)
