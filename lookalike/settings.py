@@ -47,6 +47,28 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(50_000_000, description="Largest accepted decoded image (width x height).")
     max_top_k: int = Field(100, description="Largest `top_k` a search may ask for.")
 
+    # Search ranking: the weighted mean of the `shape` and `color` cosines over a shortlist drawn from
+    # each vector with a positive weight (`VectorStore.search_fused`).
+    default_weights: dict[str, float] = Field(
+        {"shape": 1.0, "color": 0.0},
+        description='Facet weights of a search that gives none, e.g. {"shape": 1, "color": 0}.',
+    )
+    fusion_shortlist: int = Field(
+        100, ge=1, description="Candidates drawn from each weighted vector before fusing (at least `top_k`)."
+    )
+
+    # Photos given by URL (`image_url`): fetched with the same byte and pixel limits as uploads.
+    fetch_timeout_s: float = Field(5.0, gt=0, description="Total time allowed to fetch one image URL.")
+    fetch_max_redirects: int = Field(3, ge=0, description="Redirects followed when fetching an image URL.")
+    fetch_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts fetched even though they resolve to private, loopback or link-local addresses "
+        '(JSON list, e.g. ["127.0.0.1"]); for tests and in-cluster image stores.',
+    )
+
+    # Browsers: origins allowed to call the API from their pages (CORS), e.g. ["https://shop.example"].
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (JSON list).")
+
 
 @lru_cache
 def get_settings() -> Settings:
