@@ -1,13 +1,23 @@
 """Lookalike's API: photo in, the items in it and similar catalogue products out.
 
-    bentoml serve              # http://127.0.0.1:3000 — POST /search, POST /detect, the page at /ui
+    bentoml serve              # http://127.0.0.1:3000 — the API (docs/api.md), the page at /ui
 
-Request path: upload -> decode (4xx on bad input) -> letterbox -> Detector (batched) ->
-`lookalike.detection.postprocess` -> one crop per item (with the card's margin; the whole photo
-when nothing is detected) -> Embedder (all crops in one batched call) -> vector store (one query
-per item) -> JSON. The embedded store (Qdrant Edge) lives in this process, so this service runs
-one worker; a Qdrant server (LOOKALIKE_QDRANT_URL) lifts that limit. With LOOKALIKE_DETECT=false
-no detector runs: a photo is searched whole, as one item.
+Endpoints (their contract is published at /docs.json):
+    POST /search                              photo -> items -> similar products per item
+    POST /detect                              photo -> items
+    GET  /products/{shop}/{offer_id}/similar  a catalogue product -> similar products (stored vectors)
+    GET  /categories                          the rubricator, for category filters
+    GET  /healthz, /readyz, /metrics          BentoML's probes (readyz asks the store too) and Prometheus
+
+Request path: body (multipart or JSON; a URL fetched by `lookalike.fetch`) -> decode (4xx on bad
+input) -> letterbox -> Detector (batched) -> `lookalike.detection.postprocess` -> one crop per item
+(with the card's margin; the whole photo when nothing is detected) -> Embedder (all crops in one
+batched call) -> vector store (`search_fused`: both facets, one batch per photo) -> JSON. The
+endpoints are FastAPI routes on this service (so one route takes multipart or JSON, and errors
+have one shape); the models stay BentoML services with adaptive batching. The embedded store (Qdrant
+Edge) lives in this process, so this service runs one worker; a Qdrant server
+(LOOKALIKE_QDRANT_URL) lifts that limit. With LOOKALIKE_DETECT=false no detector runs: a photo is
+searched whole, as one item.
 """
 
 from __future__ import annotations
@@ -16,30 +26,64 @@ import asyncio
 import logging
 import time
 from http import HTTPStatus
-from pathlib import Path
-from typing import Literal
+from typing import Annotated
 
 import bentoml
-from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound
+import numpy as np
+from fastapi import FastAPI, Path, Query, Request
 from PIL import Image
 
 from bentos.detector import Detector, split
 from bentos.embedder import Embedder
+from lookalike.api.errors import ApiError, JsonErrorMiddleware, install_error_handlers, unavailable
+from lookalike.api.inputs import Photo, parse_weights, read_detect, read_search, validate
+from lookalike.api.metrics import stage
+from lookalike.api.openapi import error_responses, photo_body
+from lookalike.api.requestid import RequestIdMiddleware, install_log_filter
+from lookalike.api.filters import CatalogueValues
 from lookalike.detection import Detection, frame_items, postprocess
+from lookalike.fetch import FetchError, ImageFetcher
 from lookalike.images import ImageError, decode_image
 from lookalike.modelcard import DetectorCard, EmbedderCard
-from lookalike.schemas import DetectedItem, DetectResponse, Item, Product, SearchResponse
+from lookalike.schemas import (
+    CategoriesResponse,
+    CategoryNode,
+    DetectedItem,
+    DetectResponse,
+    DetectRequest,
+    Item,
+    Product,
+    SearchOptions,
+    SearchRequest,
+    SearchResponse,
+    SimilarResponse,
+    Weights,
+)
 from lookalike.settings import get_settings
+from lookalike.store import Filters, Hit
 from lookalike.web import build_ui_app
 
 log = logging.getLogger(__name__)
 
+api = FastAPI(
+    title="Lookalike",
+    version="1",
+    docs_url=None,  # BentoML serves the merged document at /docs.json and its viewer at /
+    redoc_url=None,
+    openapi_url=None,
+)
+install_error_handlers(api)
 
-class PayloadTooLarge(BentoMLException):
-    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+_IMAGE_STATUS = {
+    "empty": (HTTPStatus.BAD_REQUEST, "empty_image"),
+    "too_large": (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "image_too_large"),
+    "unsupported": (HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_image"),
+    "damaged": (HTTPStatus.UNPROCESSABLE_ENTITY, "damaged_image"),
+}
 
 
 @bentoml.service(name="lookalike", workers=1, traffic={"timeout": 60})
+@bentoml.asgi_app(api, path="/")
 @bentoml.asgi_app(build_ui_app(get_settings()), path="/ui")
 class Lookalike:
     embedder = bentoml.depends(Embedder)
@@ -52,6 +96,7 @@ class Lookalike:
         from lookalike.store import open_store
         from lookalike.taxonomy import load_rubricator
 
+        install_log_filter()
         self.settings = get_settings()
         self.rubricator = load_rubricator()
         self.embedder_card = EmbedderCard.from_metadata(self.embedder_model.info.metadata)
@@ -64,23 +109,32 @@ class Lookalike:
             for c in (self.detector_card.classes if self.detector_card else [])
         ]
         self.store = open_store(self.settings, dims=self.embedder_card.dims)
+        self.catalogue_values = CatalogueValues(self.store)
+        self.fetcher = ImageFetcher.from_settings(self.settings)
+        self.default_weights = Weights.model_validate(self.settings.default_weights)
 
-    @bentoml.api(route="/search")
-    async def search(
-        self,
-        image: Path,
-        top_k: int = 10,
-        category: str | None = None,
-        shop: str | None = None,
-        gender: str | None = None,
-        using: Literal["shape", "color"] = "shape",
-    ) -> SearchResponse:
-        """Find the items in `image` (multipart upload) and, for each, catalogue products that look like it."""
+    async def __is_ready__(self) -> bool:
+        """Models loaded (BentoML asks the model services) and the store answering."""
+        try:
+            await asyncio.to_thread(self.store.count)
+        except Exception:
+            log.warning("not ready: the store does not answer", exc_info=True)
+            return False
+        return True
+
+    @api.post(
+        "/search",
+        response_model=SearchResponse,
+        summary="Find the items in a photo and similar products for each",
+        responses=error_responses(400, 413, 415, 422, 503),
+        openapi_extra=photo_body(SearchRequest, SearchOptions),
+    )
+    async def search(self, request: Request) -> SearchResponse:
+        """The photo as multipart (`image`) or JSON (`image_base64` or `image_url`), with the options."""
         started = time.perf_counter()
-        if not 1 <= top_k <= self.settings.max_top_k:
-            raise InvalidArgument(f"top_k must be between 1 and {self.settings.max_top_k}")
-        category_id = self._category_id(category)
-        picture = self._decode(image)
+        photo, options = await read_search(request, self.settings.max_upload_bytes)
+        top_k, weights, filters = await self._search_options(options)
+        picture = await self._picture(photo)
         detections = await self._detect(picture) if self.detector_card is not None else []
         margin = self.detector_card.crop_margin if self.detector_card is not None else 0.0
         framed = frame_items(detections, picture.width, picture.height, margin)
@@ -90,47 +144,171 @@ class Lookalike:
             else {"box": list(f.box), "source": "whole_image"}
             for f in framed
         ]
-        crops = [picture.crop(f.box) for f in framed]
-        pixels = await asyncio.to_thread(self.embedder_card.preset.batch, crops)
-        vectors = await self.embedder.to_async.embed(pixels)  # every item of the photo in one call
-        shape_dim = self.embedder_card.shape_dim
-        queries = vectors[:, :shape_dim] if using == "shape" else vectors[:, shape_dim:]
-        hits = await asyncio.to_thread(
-            self.store.search_batch,
-            queries,
-            using=using,
-            top_k=top_k,
-            category_id=category_id,
-            shop=shop,
-            gender=gender,
-        )
+        vectors = await self._embed([picture.crop(f.box) for f in framed])
+        hits = await self._search_store(vectors, weights, top_k, filters)
         return SearchResponse(
             items=[Item(**item, products=[self._product(hit) for hit in found]) for item, found in zip(items, hits)],
             width=picture.width,
             height=picture.height,
-            took_ms=self._since(started),
+            took_ms=_since(started),
         )
 
-    @bentoml.api(route="/detect")
-    async def detect(self, image: Path) -> DetectResponse:
-        """The wardrobe items in `image` (multipart upload): boxes, categories and scores, best first."""
+    @api.post(
+        "/detect",
+        response_model=DetectResponse,
+        summary="Find the wardrobe items in a photo",
+        responses=error_responses(400, 404, 413, 415, 422, 503),
+        openapi_extra=photo_body(DetectRequest, None),
+    )
+    async def detect(self, request: Request) -> DetectResponse:
+        """The items in the photo (multipart `image`, or JSON): boxes, categories and scores, best first."""
         started = time.perf_counter()
         if self.detector_card is None:
-            raise NotFound("detection is switched off on this server (LOOKALIKE_DETECT=false)")
-        picture = self._decode(image)
+            raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "detection is off on this server (LOOKALIKE_DETECT=false)")
+        picture = await self._picture(await read_detect(request, self.settings.max_upload_bytes))
         detections = await self._detect(picture)
         return DetectResponse(
             items=[self._describe(d) for d in detections],
             width=picture.width,
             height=picture.height,
-            took_ms=self._since(started),
+            took_ms=_since(started),
         )
 
+    @api.get(
+        "/products/{shop}/{offer_id:path}/similar",
+        response_model=SimilarResponse,
+        summary="Products similar to a catalogue product (no photo, no model call)",
+        responses=error_responses(400, 404, 422, 503),
+    )
+    async def similar(
+        self,
+        shop: Annotated[str, Path(description="The product's shop.")],
+        offer_id: Annotated[str, Path(description="The product's offer id in its shop (may contain '/').")],
+        top_k: Annotated[int, Query(ge=1, description="How many products, best first.")] = 10,
+        weights: Annotated[str | None, Query(description='"shape:1,color:0.5" or JSON; server default if absent.')] = None,
+        category: Annotated[str | None, Query(description="Rubricator id or name, any depth.")] = None,
+        in_shop: Annotated[str | None, Query(alias="shop", description="Only this shop's products.")] = None,
+        gender: Annotated[str | None, Query(description="women, men, unisex or baby.")] = None,
+        color: Annotated[str | None, Query(description="Colour class.")] = None,
+        currency: Annotated[str | None, Query(description="ISO 4217 code.")] = None,
+        min_price: Annotated[float | None, Query(ge=0)] = None,
+        max_price: Annotated[float | None, Query(ge=0)] = None,
+    ) -> SimilarResponse:
+        started = time.perf_counter()
+        given = {
+            "top_k": top_k, "weights": parse_weights(weights) if weights else None, "category": category,
+            "shop": in_shop, "gender": gender, "color": color, "currency": currency,
+            "min_price": min_price, "max_price": max_price,
+        }
+        top_k, weights_, filters = await self._search_options(validate(SearchOptions, given))
+        with stage("store"):
+            stored = await self._store_call(self.store.vectors_of, shop, offer_id)
+        if stored is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no product {offer_id!r} in shop {shop!r}")
+        queries = {name: vector[None, :] for name, vector in stored.vectors.items()}
+        filters = Filters(**{**filters.__dict__, "exclude_ids": (stored.id,)})
+        hits = await self._search_store(queries, weights_, top_k, filters)
+        itself = Hit(id=stored.id, score=1.0, offer=stored.offer, shape_score=1.0, color_score=1.0)
+        return SimilarResponse(
+            product=self._product(itself), products=[self._product(hit) for hit in hits[0]], took_ms=_since(started)
+        )
+
+    @api.get("/categories", response_model=CategoriesResponse, summary="The rubricator: categories filters accept")
+    async def categories(self) -> CategoriesResponse:
+        return CategoriesResponse(categories=[self._category_node(c) for c in self.rubricator.roots()])
+
+    # --- steps ---------------------------------------------------------------------------------------
+
+    async def _search_options(self, options: SearchOptions) -> tuple[int, Weights, Filters]:
+        if options.top_k > self.settings.max_top_k:
+            raise ApiError(
+                HTTPStatus.UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                f"top_k: must be between 1 and {self.settings.max_top_k}",
+                field="top_k",
+            )
+        filters = Filters(
+            category_id=self._category_id(options.category),
+            shop=await self._store_call(self.catalogue_values.check, "shop", options.shop),
+            gender=options.gender,
+            color=await self._store_call(self.catalogue_values.check, "color", options.color),
+            currency=await self._store_call(self.catalogue_values.check, "currency", options.currency),
+            min_price=options.min_price,
+            max_price=options.max_price,
+        )
+        return options.top_k, options.weights or self.default_weights, filters
+
+    def _category_id(self, category: str | None) -> int | None:
+        if category is None:
+            return None
+        try:
+            return self.rubricator.get(int(category) if category.isdigit() else category).id
+        except KeyError as error:
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "unknown_value",
+                f"category: {error.args[0]}; GET /categories lists the ids and names accepted",
+                field="category",
+            ) from None
+
+    async def _picture(self, photo: Photo) -> Image.Image:
+        data = photo.data
+        if photo.url is not None:
+            with stage("fetch"):
+                try:
+                    data = await self.fetcher.fetch(photo.url)
+                except FetchError as error:
+                    raise ApiError(error.status, "image_url", str(error), field="image_url") from None
+        with stage("decode"):
+            try:
+                return await asyncio.to_thread(
+                    decode_image, data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels
+                )
+            except ImageError as error:
+                status, code = _IMAGE_STATUS[error.problem]
+                raise ApiError(status, code, str(error), field="image_url" if photo.url else "image") from None
+
     async def _detect(self, picture: Image.Image) -> list[Detection]:
-        pixels, letterbox = await asyncio.to_thread(self.detector_card.preset, picture)
-        rows = await self.detector.to_async.detect(pixels[None])
-        boxes, scores = split(rows[0])
-        return postprocess(boxes, scores, letterbox, self.detector_card.thresholds)
+        with stage("detect"):
+            pixels, letterbox = await asyncio.to_thread(self.detector_card.preset, picture)
+            rows = await self._model_call("detector", self.detector.to_async.detect(pixels[None]))
+            boxes, scores = split(rows[0])
+            return postprocess(boxes, scores, letterbox, self.detector_card.thresholds)
+
+    async def _embed(self, crops: list[Image.Image]) -> dict[str, np.ndarray]:
+        with stage("embed"):
+            pixels = await asyncio.to_thread(self.embedder_card.preset.batch, crops)
+            vectors = await self._model_call("embedder", self.embedder.to_async.embed(pixels))  # one call per photo
+        shape_dim = self.embedder_card.shape_dim
+        return {"shape": vectors[:, :shape_dim], "color": vectors[:, shape_dim:]}
+
+    async def _search_store(
+        self, queries: dict[str, np.ndarray], weights: Weights, top_k: int, filters: Filters
+    ) -> list[list[Hit]]:
+        with stage("store"):
+            return await self._store_call(
+                self.store.search_fused,
+                queries,
+                weights=weights.model_dump(),
+                top_k=top_k,
+                filters=filters,
+                shortlist=self.settings.fusion_shortlist,
+            )
+
+    async def _store_call(self, method, *args, **kwargs):
+        try:
+            return await asyncio.to_thread(method, *args, **kwargs)
+        except STORE_OUTAGES as error:
+            log.warning("the store failed: %s", error)
+            raise unavailable("the catalogue store") from None
+
+    @staticmethod
+    async def _model_call(name: str, call):
+        try:
+            return await call
+        except (bentoml.exceptions.ServiceUnavailable, ConnectionError, TimeoutError, OSError) as error:
+            log.warning("the %s service failed: %s", name, error)
+            raise unavailable(f"the {name}") from None
 
     def _describe(self, detection: Detection) -> DetectedItem:
         category_id, name = self.labels[detection.label]
@@ -138,32 +316,54 @@ class Lookalike:
             box=[round(v) for v in detection.box], category_id=category_id, category=name, score=detection.score
         )
 
-    def _decode(self, upload: Path) -> Image.Image:
-        size = upload.stat().st_size
-        if size > self.settings.max_upload_bytes:
-            raise PayloadTooLarge(f"the image is {size} bytes; the limit is {self.settings.max_upload_bytes}")
-        try:
-            return decode_image(
-                upload.read_bytes(),
-                max_bytes=self.settings.max_upload_bytes,
-                max_pixels=self.settings.max_image_pixels,
-            )
-        except ImageError as error:
-            raise InvalidArgument(str(error)) from None
-
-    def _category_id(self, category: str | None) -> int | None:
-        if not category:
-            return None
-        try:
-            return self.rubricator.get(int(category) if category.isdigit() else category).id
-        except KeyError:
-            raise InvalidArgument(f"unknown category {category!r}") from None
-
-    def _product(self, hit) -> Product:
+    def _product(self, hit: Hit) -> Product:
         offer = hit.offer
         name = self.rubricator.get(offer.category_id).name if offer.category_id is not None else None
-        return Product(score=hit.score, category=name, **offer.model_dump(exclude={"category_ids"}))
+        return Product(
+            score=hit.score,
+            shape_score=hit.shape_score,
+            color_score=hit.color_score,
+            category=name,
+            **offer.model_dump(exclude={"category_ids"}),
+        )
 
-    @staticmethod
-    def _since(started: float) -> float:
-        return round((time.perf_counter() - started) * 1000, 2)
+    def _category_node(self, category) -> CategoryNode:
+        return CategoryNode(
+            id=category.id,
+            name=category.name,
+            title=category.title,
+            aliases=list(category.aliases),
+            gender=category.gender,
+            children=[self._category_node(child) for child in self.rubricator.children(category.id)],
+        )
+
+
+# Outermost first: the request id is set before anything logs, and every error leaves as JSON.
+Lookalike.add_asgi_middleware(RequestIdMiddleware)
+Lookalike.add_asgi_middleware(JsonErrorMiddleware)
+if get_settings().cors_origins:
+    from starlette.middleware.cors import CORSMiddleware
+
+    Lookalike.add_asgi_middleware(
+        CORSMiddleware, allow_origins=get_settings().cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+    )
+
+
+def _store_outages() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the store is unreachable (not that we called it wrongly)."""
+    outages: list[type[BaseException]] = [ConnectionError, TimeoutError, OSError]
+    try:
+        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+        outages += [ResponseHandlingException, UnexpectedResponse]
+    except ImportError:
+        pass
+    return tuple(outages)
+
+
+STORE_OUTAGES = _store_outages()
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bentoml
 import numpy as np
 
+from lookalike.api.metrics import model_batch_seconds, observe_queue_time
 from lookalike.engines import DETECTOR_FILE
 from lookalike.settings import get_settings
 
@@ -28,6 +29,7 @@ class Detector:
     model = bentoml.models.BentoModel(get_settings().detector_model)
 
     def __init__(self) -> None:
+        observe_queue_time("detector")
         from lookalike.engines import OnnxDetector
 
         self.engine = OnnxDetector(self.model.path_of(DETECTOR_FILE))
@@ -39,7 +41,8 @@ class Detector:
         A batchable API returns one array, so each image's `boxes` and `scores` travel side by side;
         `split` takes them apart for `lookalike.detection.postprocess`.
         """
-        outputs = self.engine(pixels)
+        with model_batch_seconds.labels(model="detector").time():
+            outputs = self.engine(pixels)
         return np.concatenate([outputs["boxes"], outputs["scores"]], axis=2)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bentoml
 import numpy as np
 
+from lookalike.api.metrics import model_batch_seconds, observe_queue_time
 from lookalike.engines import EMBEDDER_FILE
 from lookalike.settings import get_settings
 
@@ -26,6 +27,7 @@ class Embedder:
     model = bentoml.models.BentoModel(get_settings().embedder_model)
 
     def __init__(self) -> None:
+        observe_queue_time("embedder")
         from lookalike.engines import OnnxEmbedder
         from lookalike.modelcard import EmbedderCard
 
@@ -35,5 +37,6 @@ class Embedder:
     @bentoml.api(batchable=True, batch_dim=(0, 0), max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """(n, h, w, 3) uint8 -> (n, shape_dim + color_dim) float32: `shape` columns first, then `color`."""
-        vectors = self.engine(pixels)
+        with model_batch_seconds.labels(model="embedder").time():
+            vectors = self.engine(pixels)
         return np.concatenate([vectors["shape"], vectors["color"]], axis=1)

@@ -46,7 +46,7 @@ class Shopper(HttpUser):
 
     @task(2)
     def search_by_colour_in_a_category(self) -> None:
-        self._search({"top_k": "10", "using": "color"})
+        self._search({"top_k": "10", "weights": "shape:0,color:1"})
 
     def _search(self, fields: dict[str, str]) -> None:
         photo = random.choice(PHOTOS)

@@ -25,7 +25,9 @@ from tests.conftest import ROOT, free_port, run_python
 
 MAX_UPLOAD_BYTES = 300_000
 PHOTOS_PER_CLASS = 4
-PASTED = ("pants", "t-shirt", "shoes")  # classes of the photos pasted side by side into one (`compose`)
+PASTED = ("pants", "t-shirt", "shoes")
+SHOP = "test-shop"
+CORS_ORIGIN = "https://shop.example"  # classes of the photos pasted side by side into one (`compose`)
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +39,13 @@ def catalogue(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(model_env, catalogue, tmp_path_factory) -> Iterator[str]:
-    with serve(
-        model_env, catalogue, tmp_path_factory.mktemp("service"), {"LOOKALIKE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)}
-    ) as url:
+    settings = {
+        "LOOKALIKE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+        # The tests' own image server runs on 127.0.0.1; "localhost" stays refused, as any loopback host.
+        "LOOKALIKE_FETCH_ALLOWED_HOSTS": '["127.0.0.1"]',
+        "LOOKALIKE_CORS_ORIGINS": f'["{CORS_ORIGIN}"]',
+    }
+    with serve(model_env, catalogue, tmp_path_factory.mktemp("service"), settings, priced=True) as url:
         yield url
 
 
@@ -101,15 +107,25 @@ def compose(photos: list[Image.Image], background: str, seed: int = 0) -> Image.
 
 
 @contextlib.contextmanager
-def serve(model_env: dict[str, str], catalogue: Path, workdir: Path, settings: dict[str, str] | None = None):
-    """Index `catalogue` into a store in `workdir`, then `bentoml serve` it; yields the URL."""
+def serve(
+    model_env: dict[str, str],
+    catalogue: Path,
+    workdir: Path,
+    settings: dict[str, str] | None = None,
+    *,
+    priced: bool = False,
+):
+    """Index `catalogue` into a store in `workdir` (`priced`: with `tests.integration.priced`'s prices,
+    currencies and colours), then `bentoml serve` it; yields the URL."""
     env = {
         **model_env,
         "LOOKALIKE_STORE_PATH": str(workdir / "store"),
         "LOOKALIKE_CATALOG_IMAGES_DIR": str(catalogue),
         **(settings or {}),
     }
-    run_python(["-m", "indexer", "folder", str(catalogue), "--shop", "test-shop"], env)
+    run_python(["-m", "indexer", "folder", str(catalogue), "--shop", SHOP], env)
+    if priced:
+        run_python(["-m", "tests.integration.priced", str(catalogue), SHOP], env)
     port = free_port()
     log_path = workdir / "serve.log"
     with open(log_path, "w") as log:

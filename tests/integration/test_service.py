@@ -57,7 +57,7 @@ def test_category_filter_rolls_up_to_broad_categories(server, catalogue):
 
 def test_color_vector_search(server, catalogue):
     image = (catalogue / "hat" / "hat-0003.jpg").read_bytes()
-    response = search(server, image, top_k=3, using="color")
+    response = search(server, image, top_k=3, weights="shape:0,color:1")
     assert response.status_code == 200, response.text
     assert "hat/hat-0003" in firsts(response.json())
 
@@ -65,12 +65,12 @@ def test_color_vector_search(server, catalogue):
 @pytest.mark.parametrize(
     "image, fields, status, message",
     [
-        (b"this is not an image", {}, 400, "not a supported image"),
-        (b"", {}, 400, ""),
-        (None, {"top_k": 0}, 400, "top_k"),
-        (None, {"top_k": 1000}, 400, "top_k"),
-        (None, {"category": "no-such-category"}, 400, "unknown category"),
-        (None, {"using": "texture"}, 400, ""),
+        (b"this is not an image", {}, 415, "not a supported image"),
+        (b"", {}, 400, "empty"),
+        (None, {"top_k": 0}, 422, "top_k"),
+        (None, {"top_k": 1000}, 422, "top_k"),
+        (None, {"category": "no-such-category"}, 400, "no category named"),
+        (None, {"using": "texture"}, 422, "unknown field"),
     ],
 )
 def test_bad_requests_get_a_clear_4xx(server, catalogue, image, fields, status, message):
