@@ -36,11 +36,11 @@ from PIL import Image
 from bentos.detector import Detector, split
 from bentos.embedder import Embedder
 from lookalike.api.errors import ApiError, JsonErrorMiddleware, install_error_handlers, unavailable
+from lookalike.api.filters import CatalogueValues
 from lookalike.api.inputs import Photo, parse_weights, read_detect, read_search, validate
 from lookalike.api.metrics import stage
 from lookalike.api.openapi import error_responses, photo_body
 from lookalike.api.requestid import RequestIdMiddleware, install_log_filter
-from lookalike.api.filters import CatalogueValues
 from lookalike.detection import Detection, frame_items, postprocess
 from lookalike.fetch import FetchError, ImageFetcher
 from lookalike.images import ImageError, decode_image
@@ -49,8 +49,8 @@ from lookalike.schemas import (
     CategoriesResponse,
     CategoryNode,
     DetectedItem,
-    DetectResponse,
     DetectRequest,
+    DetectResponse,
     Item,
     Product,
     SearchOptions,
@@ -60,7 +60,7 @@ from lookalike.schemas import (
     Weights,
 )
 from lookalike.settings import get_settings
-from lookalike.store import Filters, Hit
+from lookalike.store import Filters, Hit, VectorStore, open_store
 from lookalike.web import build_ui_app
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ api = FastAPI(
 )
 install_error_handlers(api)
 
+# How often a request may try to reach a store that was unreachable.
+STORE_RETRY_S = 2.0
 _IMAGE_STATUS = {
     "empty": (HTTPStatus.BAD_REQUEST, "empty_image"),
     "too_large": (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "image_too_large"),
@@ -93,7 +95,6 @@ class Lookalike:
         detector_model = bentoml.models.BentoModel(get_settings().detector_model)
 
     def __init__(self) -> None:
-        from lookalike.store import open_store
         from lookalike.taxonomy import load_rubricator
 
         install_log_filter()
@@ -108,17 +109,17 @@ class Lookalike:
             (c.rubricator_id, self.rubricator.get(c.rubricator_id).name if c.rubricator_id is not None else c.name)
             for c in (self.detector_card.classes if self.detector_card else [])
         ]
-        self.store = open_store(self.settings, dims=self.embedder_card.dims)
-        self.catalogue_values = CatalogueValues(self.store)
+        self._store: VectorStore | None = None
+        self._store_tried = 0.0
+        self._open_store()  # a Qdrant server that is down now is retried by later requests (503 meanwhile)
         self.fetcher = ImageFetcher.from_settings(self.settings)
         self.default_weights = Weights.model_validate(self.settings.default_weights)
 
     async def __is_ready__(self) -> bool:
         """Models loaded (BentoML asks the model services) and the store answering."""
         try:
-            await asyncio.to_thread(self.store.count)
-        except Exception:
-            log.warning("not ready: the store does not answer", exc_info=True)
+            await self._store_call(lambda store: store.count())
+        except ApiError:
             return False
         return True
 
@@ -164,7 +165,9 @@ class Lookalike:
         """The items in the photo (multipart `image`, or JSON): boxes, categories and scores, best first."""
         started = time.perf_counter()
         if self.detector_card is None:
-            raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "detection is off on this server (LOOKALIKE_DETECT=false)")
+            raise ApiError(
+                HTTPStatus.NOT_FOUND, "not_found", "detection is off on this server (LOOKALIKE_DETECT=false)"
+            )
         picture = await self._picture(await read_detect(request, self.settings.max_upload_bytes))
         detections = await self._detect(picture)
         return DetectResponse(
@@ -185,7 +188,9 @@ class Lookalike:
         shop: Annotated[str, Path(description="The product's shop.")],
         offer_id: Annotated[str, Path(description="The product's offer id in its shop (may contain '/').")],
         top_k: Annotated[int, Query(ge=1, description="How many products, best first.")] = 10,
-        weights: Annotated[str | None, Query(description='"shape:1,color:0.5" or JSON; server default if absent.')] = None,
+        weights: Annotated[
+            str | None, Query(description='"shape:1,color:0.5" or JSON; server default if absent.')
+        ] = None,
         category: Annotated[str | None, Query(description="Rubricator id or name, any depth.")] = None,
         in_shop: Annotated[str | None, Query(alias="shop", description="Only this shop's products.")] = None,
         gender: Annotated[str | None, Query(description="women, men, unisex or baby.")] = None,
@@ -196,13 +201,19 @@ class Lookalike:
     ) -> SimilarResponse:
         started = time.perf_counter()
         given = {
-            "top_k": top_k, "weights": parse_weights(weights) if weights else None, "category": category,
-            "shop": in_shop, "gender": gender, "color": color, "currency": currency,
-            "min_price": min_price, "max_price": max_price,
+            "top_k": top_k,
+            "weights": parse_weights(weights) if weights else None,
+            "category": category,
+            "shop": in_shop,
+            "gender": gender,
+            "color": color,
+            "currency": currency,
+            "min_price": min_price,
+            "max_price": max_price,
         }
         top_k, weights_, filters = await self._search_options(validate(SearchOptions, given))
         with stage("store"):
-            stored = await self._store_call(self.store.vectors_of, shop, offer_id)
+            stored = await self._store_call(lambda store: store.vectors_of(shop, offer_id))
         if stored is None:
             raise ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no product {offer_id!r} in shop {shop!r}")
         queries = {name: vector[None, :] for name, vector in stored.vectors.items()}
@@ -229,10 +240,10 @@ class Lookalike:
             )
         filters = Filters(
             category_id=self._category_id(options.category),
-            shop=await self._store_call(self.catalogue_values.check, "shop", options.shop),
+            shop=await self._store_call(lambda _: self.catalogue_values.check("shop", options.shop)),
             gender=options.gender,
-            color=await self._store_call(self.catalogue_values.check, "color", options.color),
-            currency=await self._store_call(self.catalogue_values.check, "currency", options.currency),
+            color=await self._store_call(lambda _: self.catalogue_values.check("color", options.color)),
+            currency=await self._store_call(lambda _: self.catalogue_values.check("currency", options.currency)),
             min_price=options.min_price,
             max_price=options.max_price,
         )
@@ -262,7 +273,10 @@ class Lookalike:
         with stage("decode"):
             try:
                 return await asyncio.to_thread(
-                    decode_image, data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels
+                    decode_image,
+                    data,
+                    max_bytes=self.settings.max_upload_bytes,
+                    max_pixels=self.settings.max_image_pixels,
                 )
             except ImageError as error:
                 status, code = _IMAGE_STATUS[error.problem]
@@ -287,7 +301,7 @@ class Lookalike:
     ) -> list[list[Hit]]:
         with stage("store"):
             return await self._store_call(
-                self.store.search_fused,
+                lambda store, *args, **kwargs: store.search_fused(*args, **kwargs),
                 queries,
                 weights=weights.model_dump(),
                 top_k=top_k,
@@ -295,9 +309,24 @@ class Lookalike:
                 shortlist=self.settings.fusion_shortlist,
             )
 
-    async def _store_call(self, method, *args, **kwargs):
+    def _open_store(self) -> VectorStore | None:
+        """The store, opened now if it is not yet (at most every STORE_RETRY_S); None while unreachable."""
+        if self._store is None and time.monotonic() - self._store_tried >= STORE_RETRY_S:
+            self._store_tried = time.monotonic()
+            try:
+                self._store = open_store(self.settings, dims=self.embedder_card.dims)
+                self.catalogue_values = CatalogueValues(self._store)
+            except STORE_OUTAGES as error:
+                log.warning("the vector store is unreachable: %s", error)
+        return self._store
+
+    async def _store_call(self, call, *args, **kwargs):
+        """`call(store, *args, **kwargs)` in a thread; a 503 with Retry-After while the store is unreachable."""
         try:
-            return await asyncio.to_thread(method, *args, **kwargs)
+            store = self._open_store()
+            if store is None:
+                raise ConnectionError("not open")
+            return await asyncio.to_thread(call, store, *args, **kwargs)
         except STORE_OUTAGES as error:
             log.warning("the store failed: %s", error)
             raise unavailable("the catalogue store") from None
@@ -345,14 +374,19 @@ if get_settings().cors_origins:
     from starlette.middleware.cors import CORSMiddleware
 
     Lookalike.add_asgi_middleware(
-        CORSMiddleware, allow_origins=get_settings().cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"],
+        CORSMiddleware,
+        allow_origins=get_settings().cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["*"],
         expose_headers=["X-Request-ID", "Retry-After"],
     )
 
 
 def _store_outages() -> tuple[type[BaseException], ...]:
     """Exceptions that mean the store is unreachable (not that we called it wrongly)."""
-    outages: list[type[BaseException]] = [ConnectionError, TimeoutError, OSError]
+    import httpx
+
+    outages: list[type[BaseException]] = [ConnectionError, TimeoutError, OSError, httpx.TransportError]
     try:
         from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 

@@ -79,8 +79,10 @@ def main() -> None:
                 lambda b64=b64: http.post("/search", json={"image_base64": b64, "top_k": 10}) for b64 in encoded
             ],
         }
-        rows = {name: bench(name, calls, args.requests if "similar" in name else args.requests // 4)
-                for name, calls in endpoints.items()}
+        rows = {
+            name: bench(name, calls, args.requests if "similar" in name else args.requests // 4)
+            for name, calls in endpoints.items()
+        }
     columns = ["server p50", "server p99", "round trip p50", "round trip p99"]
     print(f"\n| endpoint | {' | '.join(c + ' (ms)' for c in columns)} |")
     print("|---|" + "---:|" * len(columns))

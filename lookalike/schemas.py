@@ -45,7 +45,9 @@ class Filters(BaseModel):
     shop: str | None = Field(None, description="Only this shop's products.", examples=["test-shop"])
     gender: Literal["women", "men", "unisex", "baby"] | None = Field(None, description="Only products for them.")
     color: str | None = Field(None, description="Only products of this colour class.", examples=["black"])
-    currency: str | None = Field(None, description="Only products priced in this currency (ISO 4217).", examples=["RUB"])
+    currency: str | None = Field(
+        None, description="Only products priced in this currency (ISO 4217).", examples=["RUB"]
+    )
     min_price: float | None = Field(None, ge=0, description="Lowest price, inclusive, in the products' currency.")
     max_price: float | None = Field(None, ge=0, description="Highest price, inclusive.")
 
@@ -82,7 +84,8 @@ class ImageSource(BaseModel):
         None, description="The photo's bytes (JPEG, PNG, WebP, GIF, BMP or TIFF), base64; a data: URL also works."
     )
     image_url: str | None = Field(
-        None, description="An http(s) URL of the photo, fetched by the server (public addresses only).",
+        None,
+        description="An http(s) URL of the photo, fetched by the server (public addresses only).",
         examples=["https://images.example.com/look-42.jpg"],
     )
 
@@ -100,7 +103,11 @@ class SearchRequest(SearchOptions, ImageSource):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"image_url": "https://images.example.com/look-42.jpg", "top_k": 5, "weights": {"shape": 1, "color": 0}},
+                {
+                    "image_url": "https://images.example.com/look-42.jpg",
+                    "top_k": 5,
+                    "weights": {"shape": 1, "color": 0},
+                },
                 {"image_base64": "/9j/4AAQSkZJRg...", "category": "dress", "max_price": 5000, "currency": "RUB"},
             ]
         },
@@ -110,7 +117,9 @@ class SearchRequest(SearchOptions, ImageSource):
 class DetectRequest(ImageSource):
     """`POST /detect` as JSON."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"image_url": "https://images.example.com/look-42.jpg"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"image_url": "https://images.example.com/look-42.jpg"}]}
+    )
 
 
 # --- responses ------------------------------------------------------------------------------------

@@ -45,5 +45,11 @@ class CatalogueValues:
             accepted = f"this catalogue records no {field} for any product"
         else:
             listed = sorted(known)
-            accepted = "accepted: " + ", ".join(listed[:_LISTED]) + (f" and {len(listed) - _LISTED} more" if len(listed) > _LISTED else "")
-        raise ApiError(HTTPStatus.BAD_REQUEST, "unknown_value", f"{field}: no products with {value!r}; {accepted}", field=field)
+            accepted = (
+                "accepted: "
+                + ", ".join(listed[:_LISTED])
+                + (f" and {len(listed) - _LISTED} more" if len(listed) > _LISTED else "")
+            )
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST, "unknown_value", f"{field}: no products with {value!r}; {accepted}", field=field
+        )

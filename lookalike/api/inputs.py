@@ -57,7 +57,9 @@ async def _read(request: Request, max_bytes: int, json_model: type, form_model: 
     capped = Request(request.scope, receive=_capped(request.receive, limit))
     if kind == "json":
         body = validate(json_model, _json_object(await capped.body()))
-        options = None if form_model is None else validate(form_model, body.model_dump(exclude={"image_base64", "image_url"}))
+        options = (
+            None if form_model is None else validate(form_model, body.model_dump(exclude={"image_base64", "image_url"}))
+        )
         photo = Photo(url=body.image_url) if body.image_url is not None else Photo(data=_base64(body.image_base64))
         return photo, options
     form = await capped.form(max_files=1, max_fields=_MAX_FORM_FIELDS, max_part_size=_MAX_TEXT_FIELD)
@@ -120,9 +122,7 @@ def _body_limit(max_bytes: int, *, base64_encoded: bool) -> int:
 
 
 def _too_large(limit: int) -> ApiError:
-    return ApiError(
-        HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", f"the request body is over {limit} bytes"
-    )
+    return ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", f"the request body is over {limit} bytes")
 
 
 def _capped(receive: Receive, limit: int) -> Receive:
@@ -177,14 +177,18 @@ async def _form_image(form) -> bytes:
         )
     files = [key for key, value in form.multi_items() if isinstance(value, UploadFile)]
     hint = f"; got a file in {files[0]!r}" if files else ""
-    raise ApiError(HTTPStatus.BAD_REQUEST, "missing_image", f"send the photo in the form field 'image'{hint}", field="image")
+    raise ApiError(
+        HTTPStatus.BAD_REQUEST, "missing_image", f"send the photo in the form field 'image'{hint}", field="image"
+    )
 
 
 def _form_options(fields: dict[str, object]) -> dict[str, object]:
     options: dict[str, object] = {}
     for key, value in fields.items():
         if not isinstance(value, str):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_field", f"{key} must be a text field, not a file", field=key)
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST, "invalid_field", f"{key} must be a text field, not a file", field=key
+            )
         if value == "":
             continue  # an empty form field means "not given", as HTML forms send them
         options[key] = parse_weights(value) if key == "weights" else value

@@ -44,7 +44,9 @@ def main(catalogue: Path, shop: str) -> None:
             item.offer.model_copy(update={"price": price_of(i), "currency": currency_of(i), "color": color_of(i)})
             for i, item in enumerate(stored)
         ]
-        store.upsert(offers, np.stack([s.vectors["shape"] for s in stored]), np.stack([s.vectors["color"] for s in stored]))
+        store.upsert(
+            offers, np.stack([s.vectors["shape"] for s in stored]), np.stack([s.vectors["color"] for s in stored])
+        )
 
 
 if __name__ == "__main__":

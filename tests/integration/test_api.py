@@ -29,7 +29,7 @@ class _ImageHandler(BaseHTTPRequestHandler):
 
     catalogue: Path
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         if self.path.startswith("/to?url="):
             self.send_response(302)
             self.send_header("Location", self.path.removeprefix("/to?url="))
@@ -96,7 +96,9 @@ def photo(catalogue) -> bytes:
 def test_base64_and_url_find_what_multipart_finds(server, image_host, photo):
     by_upload = multipart(server, photo, top_k=5)
     by_base64 = as_json(server, {"image_base64": base64.b64encode(photo).decode(), "top_k": 5})
-    data_url = as_json(server, {"image_base64": "data:image/jpeg;base64," + base64.b64encode(photo).decode(), "top_k": 5})
+    data_url = as_json(
+        server, {"image_base64": "data:image/jpeg;base64," + base64.b64encode(photo).decode(), "top_k": 5}
+    )
     by_url = as_json(server, {"image_url": f"{image_host}/img/{QUERY}.jpg", "top_k": 5})
     for response in (by_upload, by_base64, data_url, by_url):
         assert response.status_code == 200, response.text
@@ -166,11 +168,17 @@ def test_price_currency_and_color_filters(server, catalogue, photo):
     prices = {oid: (price_of(i), currency_of(i), color_of(i)) for i, oid in enumerate(offer_ids(catalogue))}
     response = multipart(server, photo, top_k=100, min_price=1500, max_price=2500, currency="RUB", color="red")
     assert response.status_code == 200, response.text
-    expected = {oid for oid, (price, currency, color) in prices.items() if 1500 <= price <= 2500 and currency == "RUB" and color == "red"}
+    expected = {
+        oid
+        for oid, (price, currency, color) in prices.items()
+        if 1500 <= price <= 2500 and currency == "RUB" and color == "red"
+    }
     for item in response.json()["items"]:
         found = {p["offer_id"] for p in item["products"]}
         assert found == expected
-        assert all(p["currency"] == "RUB" and 1500 <= p["price"] <= 2500 and p["color"] == "red" for p in item["products"])
+        assert all(
+            p["currency"] == "RUB" and 1500 <= p["price"] <= 2500 and p["color"] == "red" for p in item["products"]
+        )
 
 
 @pytest.mark.parametrize(
@@ -289,13 +297,19 @@ def test_errors_say_what_to_fix(server, photo):
 def test_wrong_fields_and_formats_are_4xx(server, photo):
     wrong_field = httpx.post(f"{server}/search", files={"photo": ("p.jpg", photo, "image/jpeg")}, timeout=30)
     assert_error(wrong_field, 400, "missing_image", "image", says="'photo'")
-    text_image = httpx.post(f"{server}/search", data={"image": "https://x.example/a.jpg"}, files={"x": ("", b"")}, timeout=30)
+    text_image = httpx.post(
+        f"{server}/search", data={"image": "https://x.example/a.jpg"}, files={"x": ("", b"")}, timeout=30
+    )
     assert text_image.status_code == 400 and text_image.json()["field"] in {"image", None}, text_image.text
-    bad_json = httpx.post(f"{server}/search", content=b"{not json", headers={"Content-Type": "application/json"}, timeout=30)
+    bad_json = httpx.post(
+        f"{server}/search", content=b"{not json", headers={"Content-Type": "application/json"}, timeout=30
+    )
     assert_error(bad_json, 400, "invalid_json")
     plain = httpx.post(f"{server}/search", content=photo, headers={"Content-Type": "image/jpeg"}, timeout=30)
     assert_error(plain, 415, "unsupported_media_type", says="multipart/form-data")
-    no_boundary = httpx.post(f"{server}/search", content=b"--x\r\n", headers={"Content-Type": "multipart/form-data"}, timeout=30)
+    no_boundary = httpx.post(
+        f"{server}/search", content=b"--x\r\n", headers={"Content-Type": "multipart/form-data"}, timeout=30
+    )
     assert_error(no_boundary, 400, "bad_request")
     assert_error(httpx.get(f"{server}/no-such-endpoint", timeout=10), 404, "not_found")
     assert_error(httpx.get(f"{server}/search", timeout=10), 405, "method_not_allowed")
