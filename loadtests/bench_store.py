@@ -2,6 +2,12 @@
 
     python -m loadtests.bench_store --points 100000 --out bench_store.md
     python -m loadtests.bench_store --points 2000          # quick check, a few seconds
+    python -m loadtests.bench_store --fusion --queries 500  # fused shape + colour search instead
+
+`--fusion` measures `search_fused` against Qdrant's server-side alternatives for shortlists
+25/50/100/200 and weights (1, 0), (0.5, 0.5), (0.2, 0.8): recall@k of the fused top k against the
+exact fused top k by brute force, and latency per query; and the latency of `vectors_of`. The colour
+query is the colour vector of the same catalogue offer as the shape query, with noise of its own.
 
 The data imitates embeddings rather than uniform noise: `--clusters` Gaussian clusters (default one
 per 50 points, so 2,000 at 100K) around random unit centres, with an intra-cluster cosine of about
@@ -29,11 +35,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from qdrant_edge import Expression, Formula, Prefetch, QuantizationSearchParams, Query, QueryRequest, SearchParams
 from tqdm import tqdm
 
 from lookalike.catalog import Offer
 from lookalike.settings import get_settings
-from lookalike.store import point_id
+from lookalike.store import VECTORS, Filters, Hit, VectorName, _Point, _rank, point_id
 from lookalike.store.edge import EdgeStore
 
 log = logging.getLogger("bench_store")
@@ -44,6 +51,12 @@ COLOUR_CLUSTERS = 256
 CLUSTER_SPREAD = 0.75  # noise norm relative to the unit centre: intra-cluster cosine ~ 1 / (1 + 0.75^2)
 QUERY_NOISE = 0.33  # noise norm relative to a catalogue vector: cosine to the source ~ 0.95
 WARMUP_QUERIES = 20
+FUSION_SHORTLISTS = (25, 50, 100, 200)
+FUSION_WEIGHTS: tuple[dict[VectorName, float], ...] = (
+    {"shape": 1.0, "color": 0.0},
+    {"shape": 0.5, "color": 0.5},
+    {"shape": 0.2, "color": 0.8},
+)
 
 
 @dataclass
@@ -54,6 +67,7 @@ class Dataset:
     ids: np.ndarray  # point id of each row
     top_category: np.ndarray
     queries: np.ndarray
+    color_queries: np.ndarray  # the colour vectors of the same offers as `queries`, with noise
 
 
 def clustered(rng: np.random.Generator, n: int, dim: int, clusters: int, spread: float) -> np.ndarray:
@@ -88,7 +102,9 @@ def make_dataset(points: int, dim: int, clusters: int, queries: int, seed: int) 
     sources = rng.integers(0, points, queries)
     unit = shape[sources] / np.linalg.norm(shape[sources], axis=1, keepdims=True)
     noisy = unit + rng.standard_normal((queries, dim)).astype(np.float32) * (QUERY_NOISE / np.sqrt(dim))
-    return Dataset(offers, shape, color, ids, top + 1, noisy.astype(np.float32))
+    colours = color[sources] / np.linalg.norm(color[sources], axis=1, keepdims=True)
+    noisy_colours = colours + rng.standard_normal((queries, dim)).astype(np.float32) * (QUERY_NOISE / np.sqrt(dim))
+    return Dataset(offers, shape, color, ids, top + 1, noisy.astype(np.float32), noisy_colours.astype(np.float32))
 
 
 def true_top_k(data: Dataset, k: int, mask: np.ndarray | None) -> list[set[str]]:
@@ -121,6 +137,134 @@ def run_queries(store: EdgeStore, data: Dataset, truth: list[set[str]], k: int, 
         "mean": float(np.mean(latencies)),
         "recall": float(np.mean(recalls)),
     }
+
+
+def true_fused_top_k(data: Dataset, weights: dict[VectorName, float], k: int) -> list[set[str]]:
+    """The ids of the k offers with the highest weighted mean of both cosines, by brute force."""
+    total = sum(weights.values())
+    vectors = {"shape": data.shape, "color": data.color}
+    queries = {"shape": data.queries, "color": data.color_queries}
+    units = {name: vectors[name] / np.linalg.norm(vectors[name], axis=1, keepdims=True) for name in VECTORS}
+    result = []
+    for start in range(0, len(data.queries), 256):
+        fused = 0
+        for name in VECTORS:
+            query = queries[name][start : start + 256]
+            query = query / np.linalg.norm(query, axis=1, keepdims=True)
+            fused = fused + weights[name] / total * (query @ units[name].T)
+        best = np.argpartition(-fused, k, axis=1)[:, :k]
+        result.extend(set(data.ids[row]) for row in best)
+    return result
+
+
+def _hits(candidates: list[_Point], query: dict[VectorName, np.ndarray], weights, k: int) -> list[Hit]:
+    """Hits as `search_fused` makes them (all three scores, offers parsed) from points with payloads and vectors."""
+    payloads = {c.id: c.payload for c in candidates}
+    return [
+        Hit(id=i, score=score, offer=Offer.model_validate(payloads[i]), shape_score=s, color_score=c)
+        for i, score, s, c in _rank(candidates, query, weights, k)
+    ]
+
+
+def own_all_payloads(store: EdgeStore, query, weights, k: int, shortlist: int) -> list[Hit]:
+    """The fusion as first written: every candidate comes with its payload and both vectors."""
+    weighted = [name for name in VECTORS if weights[name] > 0]
+    found = store._nearest([(name, query[name]) for name in weighted], max(shortlist, k), Filters(), with_vectors=True)
+    return _hits(list({point.id: point for points in found for point in points}.values()), query, weights, k)
+
+
+def qdrant_formula(store: EdgeStore, query, weights, k: int, shortlist: int, *, rescore_union: bool) -> list[Hit]:
+    """Qdrant's server-side fusion: a prefetch of `shortlist` per weighted vector, ranked by a Formula
+    of the weighted prefetch scores. A candidate missing from one prefetch has no score there: the
+    Formula's default (0) stands in, unless `rescore_union`, which rescores the union of the prefetches
+    by each vector (original vectors) so that every candidate has both, as `search_fused` does. Twice k
+    come back, with vectors, to be ranked in float64 with ties by id as `search_fused` ranks them."""
+    weighted = [name for name in VECTORS if weights[name] > 0]
+    total = sum(weights.values())
+    limit = max(shortlist, k)
+
+    def shortlists() -> list[Prefetch]:
+        return [
+            Prefetch(limit=limit, query=Query.Nearest(query[name], using=name), params=store._params)
+            for name in weighted
+        ]
+
+    prefetches = shortlists()
+    if rescore_union and len(weighted) > 1:
+        exact = SearchParams(quantization=QuantizationSearchParams(ignore=True))
+        prefetches = [
+            Prefetch(
+                limit=limit * len(weighted),
+                query=Query.Nearest(query[name], using=name),
+                prefetches=shortlists(),
+                params=exact,
+            )
+            for name in weighted
+        ]
+    formula = Formula(
+        Expression.Sum(
+            [
+                Expression.Mult([Expression.Constant(weights[name] / total), Expression.Variable(f"$score[{i}]")])
+                for i, name in enumerate(weighted)
+            ]
+        ),
+        defaults={f"$score[{i}]": 0.0 for i in range(len(weighted))},
+    )
+    points = store._live().query(
+        QueryRequest(limit=2 * k, query=formula, prefetches=prefetches, with_payload=True, with_vector=True)
+    )
+    return _hits([_Point(str(p.id), p.score, p.payload, p.vector) for p in points], query, weights, k)
+
+
+def run_fusion(store: EdgeStore, data: Dataset, k: int) -> tuple[list[tuple[str, int, str, dict]], dict]:
+    """Recall@k against the exact fused ranking and latency of each method, the methods interleaved
+    query by query (so that load from elsewhere on the machine hits them alike); and `vectors_of`."""
+    methods = {
+        "search_fused": lambda q, w, s: store.search_fused(
+            {name: q[name][None, :] for name in VECTORS}, weights=w, top_k=k, shortlist=s
+        )[0],
+        "own fusion, payloads of all candidates": lambda q, w, s: own_all_payloads(store, q, w, k, s),
+        "Qdrant prefetch + Formula, missing score = 0": lambda q, w, s: qdrant_formula(
+            store, q, w, k, s, rescore_union=False
+        ),
+        "Qdrant prefetch, union rescored, + Formula": lambda q, w, s: qdrant_formula(
+            store, q, w, k, s, rescore_union=True
+        ),
+    }
+    queries = [{"shape": shape, "color": color} for shape, color in zip(data.queries, data.color_queries, strict=True)]
+    rows = []
+    for weights in FUSION_WEIGHTS:
+        truth = true_fused_top_k(data, weights, k)
+        for shortlist in FUSION_SHORTLISTS:
+            latencies: dict[str, list[float]] = {name: [] for name in methods}
+            recalls: dict[str, list[float]] = {name: [] for name in methods}
+            for method in methods.values():
+                for query in queries[:WARMUP_QUERIES]:
+                    method(query, weights, shortlist)
+            for query, expected in zip(queries, truth, strict=True):
+                for name, method in methods.items():
+                    started = time.perf_counter()
+                    hits = method(query, weights, shortlist)
+                    latencies[name].append((time.perf_counter() - started) * 1000)
+                    recalls[name].append(len({hit.id for hit in hits} & expected) / k)
+            for name in methods:
+                result = {
+                    "p50": float(np.percentile(latencies[name], 50)),
+                    "p99": float(np.percentile(latencies[name], 99)),
+                    "recall": float(np.mean(recalls[name])),
+                }
+                rows.append((f"{weights['shape']:g} / {weights['color']:g}", shortlist, name, result))
+                log.info("fusion %s | %d | %s: %s", rows[-1][0], shortlist, name, result)
+    picks = np.random.default_rng(0).integers(0, len(data.offers), len(queries))
+    latencies = []
+    for pick in picks:
+        offer = data.offers[pick]
+        started = time.perf_counter()
+        stored = store.vectors_of(offer.shop, offer.offer_id)
+        latencies.append((time.perf_counter() - started) * 1000)
+        assert stored is not None and stored.offer.offer_id == offer.offer_id
+    lookup = {"p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99))}
+    return rows, lookup
 
 
 def folder_mb(path: Path) -> float:
@@ -208,6 +352,9 @@ def main(args: argparse.Namespace) -> str:
         stages["reopen"] = f"{time.perf_counter() - started:.2f} s"
         stages["store on disk"] = f"{folder_mb(path):,.0f} MB"
 
+        if args.fusion:
+            fusion, lookup = run_fusion(store, data, args.top_k)
+            variants = []
         for number, (name, options, runs) in enumerate(variants):
             if number and options != variants[number - 1][1]:
                 store.close()
@@ -230,7 +377,8 @@ def main(args: argparse.Namespace) -> str:
         (
             f"{args.dim}-d shape + colour vectors, {clusters:,} shape clusters, {args.queries:,} queries, "
             f"recall@{args.top_k} vs numpy brute force, seed {args.seed}; qdrant-edge-py {version('qdrant-edge-py')}, "
-            f"{os.cpu_count()} CPUs. Latency: one `search()` call, payload included, "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end. Latency: one "
+            f"`{'search_fused' if args.fusion else 'search'}()` call, payload included, "
             f"after {WARMUP_QUERIES} warm-up queries."
         ),
         "",
@@ -238,14 +386,35 @@ def main(args: argparse.Namespace) -> str:
         "|---|---|",
         *(f"| {stage} | {result} |" for stage, result in stages.items()),
         "",
-        f"| search | filter | p50 ms | p99 ms | mean ms | recall@{args.top_k} |",
-        "|---|---|---|---|---|---|",
-        *(
-            f"| {name} | {flt} | {r['p50']:.2f} | {r['p99']:.2f} | {r['mean']:.2f} | {r['recall']:.3f} |"
-            for name, flt, r in searches
-        ),
-        "",
     ]
+    if args.fusion:
+        lines += [
+            (
+                f"Fused search, top {args.top_k}, no filter: recall@{args.top_k} against the exact fused top "
+                f"{args.top_k} (numpy over all points); latency of one query with offers parsed and all three "
+                "scores, the methods interleaved query by query."
+            ),
+            "",
+            f"| weights shape / colour | shortlist | method | p50 ms | p99 ms | recall@{args.top_k} |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {weights} | {shortlist} | {name} | {r['p50']:.2f} | {r['p99']:.2f} | {r['recall']:.3f} |"
+                for weights, shortlist, name, r in fusion
+            ),
+            "",
+            f"`vectors_of` (retrieve by id, no search): p50 {lookup['p50']:.3f} ms, p99 {lookup['p99']:.3f} ms.",
+            "",
+        ]
+    else:
+        lines += [
+            f"| search | filter | p50 ms | p99 ms | mean ms | recall@{args.top_k} |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {name} | {flt} | {r['p50']:.2f} | {r['p99']:.2f} | {r['mean']:.2f} | {r['recall']:.3f} |"
+                for name, flt, r in searches
+            ),
+            "",
+        ]
     table = "\n".join(lines)
     if args.out:
         args.out.write_text(table, "utf-8")
@@ -270,6 +439,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--indexing-threshold-kb", type=int, default=None, help="HNSW threshold (default Qdrant's, ~20K points)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fusion", action="store_true", help="benchmark fused shape + colour search instead of single-vector search"
+    )
     parser.add_argument("--path", type=Path, default=None, help="new folder for the store (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary store")
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")

@@ -21,7 +21,7 @@ class Weights(BaseModel):
     @classmethod
     def _no_booleans(cls, value):
         if isinstance(value, bool):
-            raise ValueError("must be a number from 0 to 1, not true/false")
+            raise ValueError("must be a number from 0 to 1, not true/false")  # noqa: TRY004 (pydantic reports only ValueError)
         return value
 
     @model_validator(mode="after")
@@ -73,7 +73,7 @@ class SearchOptions(Filters):
     @classmethod
     def _integer_not_boolean(cls, value):
         if isinstance(value, bool):
-            raise ValueError("must be an integer, not true/false")
+            raise ValueError("must be an integer, not true/false")  # noqa: TRY004 (pydantic reports only ValueError)
         return value
 
 

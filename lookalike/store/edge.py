@@ -32,8 +32,10 @@ from qdrant_edge import (
     EdgeOptimizersConfig,
     EdgeShard,
     EdgeVectorParams,
+    FacetRequest,
     FieldCondition,
     Filter,
+    HasIdCondition,
     HnswIndexConfig,
     MatchValue,
     PayloadSchemaType,
@@ -42,6 +44,7 @@ from qdrant_edge import (
     Query,
     QueryBatchRequest,
     QueryRequest,
+    RangeFloat,
     SearchParams,
     UpdateOperation,
 )
@@ -54,14 +57,18 @@ from lookalike.store import (
     PAYLOAD_INDEXES,
     VECTORS,
     Dims,
-    Hit,
+    Filters,
     SchemaMismatchError,
     StoreBusyError,
     VectorName,
     _check_dims,
+    _check_distinct,
     _describe_dims,
     _match_conditions,
     _payload,
+    _Point,
+    _price_range,
+    _selective,
     _Store,
     _validate_settings,
     point_id,
@@ -72,17 +79,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_INDEX_TYPES = {"keyword": PayloadSchemaType.Keyword, "integer": PayloadSchemaType.Integer}
+_INDEX_TYPES = {
+    "keyword": PayloadSchemaType.Keyword,
+    "integer": PayloadSchemaType.Integer,
+    "float": PayloadSchemaType.Float,
+}
 _CONFIG_FILE = "edge_config.json"
 
 
 class EdgeStore(_Store):
     """Offers in a Qdrant Edge shard at `path`.
 
-    Searches with a filter score original vectors, not the binary codes, unless `quantize_filtered`:
-    a selective filter makes Qdrant scan the matching points, and ranking those by 1-bit codes before
-    rescoring lost up to a third of the true top 10 (recall@10 0.66-0.82 for filters on 1-14% of 100K
-    points; 1.0 without the codes, for 0-1 ms more per query). `indexing_threshold_kb` (used only when
+    Searches with a filter (other than `exclude_ids` alone) score original vectors, not the binary
+    codes, unless `quantize_filtered`: a selective filter makes Qdrant scan the matching points, and
+    ranking those by 1-bit codes before rescoring lost up to a third of the true top 10 (recall@10
+    0.66-0.82 for filters on 1-14% of 100K points; 1.0 without the codes, for 0-1 ms more per query). `indexing_threshold_kb` (used only when
     the store is created) lowers Qdrant's threshold for building HNSW, so tests can exercise it.
     """
 
@@ -198,38 +209,44 @@ class EdgeStore(_Store):
             info.segments_count,
         )
 
-    def search_batch(
+    def _nearest(
         self,
-        vectors: np.ndarray,
+        queries: Sequence[tuple[VectorName, np.ndarray]],
+        limit: int,
+        filters: Filters,
         *,
-        using: VectorName = "shape",
-        top_k: int = 10,
-        category_id: int | None = None,
-        shop: str | None = None,
-        gender: str | None = None,
-        color: str | None = None,
         exact: bool = False,
-    ) -> list[list[Hit]]:
-        queries = self._queries(vectors, using, top_k)
-        if not len(queries):
-            return []
-        conditions = _match_conditions(category_id, shop, gender, color)
-        requests = [self._request(query, using, top_k, conditions, exact) for query in queries]
-        return [[_hit(point) for point in points] for points in self._live().query_batch(QueryBatchRequest(requests))]
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> list[list[_Point]]:
+        query_filter = _filter(filters)
+        params = self._exact_params if exact else self._filtered_params if _selective(filters) else self._params
+        requests = [
+            QueryRequest(
+                limit=limit,
+                query=Query.Nearest(query, using=using),
+                filter=query_filter,
+                params=params,
+                with_payload=with_payload,
+                with_vector=with_vectors,
+            )
+            for using, query in queries
+        ]
+        return [
+            [_Point(str(point.id), float(point.score), point.payload, point.vector) for point in points]
+            for points in self._live().query_batch(QueryBatchRequest(requests))
+        ]
 
-    def _request(
-        self, query: np.ndarray, using: str, top_k: int, conditions: list[tuple[str, int | str]], exact: bool
-    ) -> QueryRequest:
-        return QueryRequest(
-            limit=top_k,
-            query=Query.Nearest(query, using=using),
-            filter=Filter(must=[FieldCondition(key=key, match=MatchValue(value)) for key, value in conditions])
-            if conditions
-            else None,
-            params=self._exact_params if exact else self._filtered_params if conditions else self._params,
-            with_payload=True,
-            with_vector=False,
-        )
+    def _records(self, ids: Sequence[str], *, with_vectors: bool) -> dict[str, _Point]:
+        if not ids:
+            return {}
+        records = self._live().retrieve(list(dict.fromkeys(ids)), with_payload=True, with_vector=with_vectors)
+        return {str(record.id): _Point(str(record.id), None, record.payload, record.vector) for record in records}
+
+    def distinct(self, field: str, limit: int = 10_000) -> list[str]:
+        _check_distinct(field, limit)
+        response = self._live().facet(FacetRequest(key=field, limit=limit, exact=True))
+        return sorted(str(hit.value) for hit in response)
 
     def count(self) -> int:
         return self._live().count(CountRequest(exact=True))
@@ -247,5 +264,12 @@ class EdgeStore(_Store):
             shard.close()
 
 
-def _hit(point) -> Hit:
-    return Hit(id=str(point.id), score=float(point.score), offer=Offer.model_validate(point.payload))
+def _filter(filters: Filters) -> Filter | None:
+    """`filters` as a Qdrant Edge filter (`lookalike.store.server._filter` builds the same for qdrant-client)."""
+    must = [FieldCondition(key=key, match=MatchValue(value)) for key, value in _match_conditions(filters)]
+    if (price := _price_range(filters)) is not None:
+        must.append(FieldCondition(key="price", range=RangeFloat(gte=price[0], lte=price[1])))
+    must_not = [HasIdCondition(set(filters.exclude_ids))] if filters.exclude_ids else []
+    if not (must or must_not):
+        return None
+    return Filter(must=must or None, must_not=must_not or None)

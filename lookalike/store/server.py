@@ -26,12 +26,16 @@ from lookalike.store import (
     PAYLOAD_INDEXES,
     VECTORS,
     Dims,
-    Hit,
+    Filters,
     SchemaMismatchError,
     VectorName,
     _check_dims,
+    _check_distinct,
     _match_conditions,
     _payload,
+    _Point,
+    _price_range,
+    _selective,
     _Store,
     _validate_settings,
     point_id,
@@ -42,7 +46,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_INDEX_TYPES = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.PayloadSchemaType.INTEGER}
+_INDEX_TYPES = {
+    "keyword": models.PayloadSchemaType.KEYWORD,
+    "integer": models.PayloadSchemaType.INTEGER,
+    "float": models.PayloadSchemaType.FLOAT,
+}
 
 
 class ServerStore(_Store):
@@ -163,39 +171,48 @@ class ServerStore(_Store):
                 )
             time.sleep(self.poll_interval_s)
 
-    def search_batch(
+    def _nearest(
         self,
-        vectors: np.ndarray,
+        queries: Sequence[tuple[VectorName, np.ndarray]],
+        limit: int,
+        filters: Filters,
         *,
-        using: VectorName = "shape",
-        top_k: int = 10,
-        category_id: int | None = None,
-        shop: str | None = None,
-        gender: str | None = None,
-        color: str | None = None,
         exact: bool = False,
-    ) -> list[list[Hit]]:
-        queries = self._queries(vectors, using, top_k)
-        if not len(queries):
-            return []
-        query_filter = _filter(_match_conditions(category_id, shop, gender, color))
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> list[list[_Point]]:
+        query_filter = _filter(filters)
+        params = self._exact_params if exact else self._filtered_params if _selective(filters) else self._params
         requests = [
             models.QueryRequest(
                 query=query.tolist(),
                 using=using,
-                limit=top_k,
+                limit=limit,
                 filter=query_filter,
-                params=self._search_params(exact, query_filter),
-                with_payload=True,
-                with_vector=False,
+                params=params,
+                with_payload=with_payload,
+                with_vector=with_vectors,
             )
-            for query in queries
+            for using, query in queries
         ]
         responses = self._live().query_batch_points(self.collection, requests)
-        return [[_hit(point) for point in response.points] for response in responses]
+        return [
+            [_Point(str(point.id), float(point.score), point.payload, point.vector) for point in response.points]
+            for response in responses
+        ]
 
-    def _search_params(self, exact: bool, query_filter: models.Filter | None) -> models.SearchParams:
-        return self._exact_params if exact else self._filtered_params if query_filter else self._params
+    def _records(self, ids: Sequence[str], *, with_vectors: bool) -> dict[str, _Point]:
+        if not ids:
+            return {}
+        records = self._live().retrieve(
+            self.collection, list(dict.fromkeys(ids)), with_payload=True, with_vectors=with_vectors
+        )
+        return {str(record.id): _Point(str(record.id), None, record.payload, record.vector) for record in records}
+
+    def distinct(self, field: str, limit: int = 10_000) -> list[str]:
+        _check_distinct(field, limit)
+        response = self._live().facet(self.collection, key=field, limit=limit, exact=True)
+        return sorted(str(hit.value) for hit in response.hits)
 
     def count(self) -> int:
         return self._live().count(self.collection, exact=True).count
@@ -219,16 +236,20 @@ class ServerStore(_Store):
             self.client.close()
 
 
-def _filter(conditions: list[tuple[str, int | str]]) -> models.Filter | None:
-    if not conditions:
-        return None
-    return models.Filter(
-        must=[models.FieldCondition(key=key, match=models.MatchValue(value=value)) for key, value in conditions]
+def _filter(filters: Filters) -> models.Filter | None:
+    """`filters` as a qdrant-client filter (`lookalike.store.edge._filter` builds the same for Qdrant Edge)."""
+    must: list[models.Condition] = [
+        models.FieldCondition(key=key, match=models.MatchValue(value=value))
+        for key, value in _match_conditions(filters)
+    ]
+    if (price := _price_range(filters)) is not None:
+        must.append(models.FieldCondition(key="price", range=models.Range(gte=price[0], lte=price[1])))
+    must_not: list[models.Condition] = (
+        [models.HasIdCondition(has_id=list(filters.exclude_ids))] if filters.exclude_ids else []
     )
-
-
-def _hit(point: models.ScoredPoint) -> Hit:
-    return Hit(id=str(point.id), score=float(point.score), offer=Offer.model_validate(point.payload))
+    if not (must or must_not):
+        return None
+    return models.Filter(must=must or None, must_not=must_not or None)
 
 
 def _describe(vectors: dict[str, tuple[int, models.Distance]]) -> str:

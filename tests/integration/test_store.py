@@ -13,7 +13,15 @@ from qdrant_client import QdrantClient, models
 
 from lookalike.catalog import Offer
 from lookalike.settings import Settings
-from lookalike.store import Dims, SchemaMismatchError, StoreBusyError, VectorStore, open_store, point_id
+from lookalike.store import (
+    Dims,
+    Filters,
+    SchemaMismatchError,
+    StoreBusyError,
+    VectorStore,
+    open_store,
+    point_id,
+)
 from lookalike.store.edge import EdgeStore
 from lookalike.store.server import ServerStore
 
@@ -31,6 +39,7 @@ LEAVES = {100: [100, 10, 1], 101: [101, 10, 1], 11: [11, 1], 20: [20, 2]}
 SHOPS = ("alpha", "beta", "gamma")
 GENDERS = ("women", "men", None)
 COLORS = ("red", "blue", "black")
+CURRENCIES = ("EUR", "USD")
 
 
 @dataclass
@@ -52,8 +61,8 @@ def make_catalog(n: int = N, seed: int = 0) -> Catalog:
                 offer_id=f"sku-{i}",
                 title=f"item {i}",
                 image_url=f"https://img.example/{i}.jpg",
-                price=10.0 + i,
-                currency="EUR",
+                price=None if i % 25 == 24 else 10.0 + i,  # a few offers without a price
+                currency=CURRENCIES[i % len(CURRENCIES)],
                 category_id=leaf,
                 category_ids=LEAVES[leaf],
                 gender=GENDERS[i % len(GENDERS)],
@@ -370,3 +379,177 @@ def test_open_store_follows_settings(url: str | None, tmp_path: Path, monkeypatc
             assert isinstance(store, ServerStore) and store.collection == settings.collection
             assert opened == {"url": url, "api_key": "secret"}
         assert store.count() == 0
+
+
+# --- filters, fused search, stored vectors, distinct values ---------------------------------
+
+
+def ids_where(catalog: Catalog, keep) -> set[str]:
+    return {point_id(*key(offer)) for offer in catalog.offers if keep(offer)}
+
+
+def unit(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, np.float64)
+    return matrix / np.linalg.norm(matrix, axis=-1, keepdims=True)
+
+
+def brute_fused(
+    catalog: Catalog, shape: np.ndarray, color: np.ndarray, weights: dict, top_k: int, keep=lambda offer: True
+) -> list[tuple[str, float, float, float]]:
+    """The exact fused ranking by numpy over the whole catalogue: (id, score, shape cosine, colour cosine)."""
+    cos_shape, cos_color = unit(catalog.shape) @ unit(shape), unit(catalog.color) @ unit(color)
+    w_shape, w_color = weights.get("shape", 0.0), weights.get("color", 0.0)
+    fused = (w_shape * cos_shape + w_color * cos_color) / (w_shape + w_color)
+    ids = np.array([point_id(*key(offer)) for offer in catalog.offers])
+    rows = np.array([i for i, offer in enumerate(catalog.offers) if keep(offer)])
+    best = rows[np.lexsort((ids[rows], -fused[rows]))][:top_k]
+    return [(ids[i], fused[i], cos_shape[i], cos_color[i]) for i in best]
+
+
+def fused_queries(catalog: Catalog, rows: list[int], seed: int = 1) -> dict[str, np.ndarray]:
+    """Shape queries near some offers, colour queries near others, so the two vectors disagree."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((2, len(rows), DIM)).astype(np.float32) * 0.3
+    return {"shape": catalog.shape[rows] + noise[0], "color": catalog.color[[r + 1 for r in rows]] + noise[1]}
+
+
+def test_price_range_is_inclusive_and_needs_a_price(filled: VectorStore, catalog: Catalog) -> None:
+    def found(filters: Filters) -> set[str]:
+        return {hit.id for hit in filled.search(catalog.shape[0], top_k=N, filters=filters)}
+
+    # prices are 10 + i: [20, 30] holds i = 10..20 (i = 24 has no price and is never in a range)
+    assert found(Filters(min_price=20, max_price=30)) == ids_where(catalog, lambda o: o.price and 20 <= o.price <= 30)
+    assert len(found(Filters(min_price=20, max_price=30))) == 11
+    assert found(Filters(min_price=300)) == ids_where(catalog, lambda o: o.price is not None and o.price >= 300)
+    assert found(Filters(max_price=15.0)) == ids_where(catalog, lambda o: o.price is not None and o.price <= 15)
+    assert found(Filters(min_price=30, max_price=30)) == ids_where(catalog, lambda o: o.price == 30)
+    assert found(Filters(min_price=0)) == ids_where(catalog, lambda o: o.price is not None)
+
+
+def test_currency_and_excluded_ids(filled: VectorStore, catalog: Catalog) -> None:
+    usd = filled.search(catalog.shape[0], top_k=N, filters=Filters(currency="USD"))
+    assert {hit.id for hit in usd} == ids_where(catalog, lambda o: o.currency == "USD")
+    itself = point_id(*key(catalog.offers[5]))
+    hits = filled.search(catalog.shape[5], top_k=N, filters=Filters(exclude_ids=(itself,)))
+    assert len(hits) == N - 1 and itself not in {hit.id for hit in hits}
+    # the excluded offer's nearest neighbour comes first instead, as without the filter
+    assert same_hits(hits[:3], filled.search(catalog.shape[5], top_k=4)[1:])
+
+
+def test_filters_combine_with_the_category_roll_up(filled: VectorStore, catalog: Catalog) -> None:
+    excluded = (point_id(*key(catalog.offers[0])), point_id(*key(catalog.offers[4])))
+    filters = Filters(category_id=10, currency="EUR", min_price=10, max_price=200, exclude_ids=excluded)
+    hits = filled.search(catalog.shape[0], top_k=N, filters=filters)
+    expected = ids_where(
+        catalog, lambda o: 10 in o.category_ids and o.currency == "EUR" and o.price and 10 <= o.price <= 200
+    ) - set(excluded)
+    assert {hit.id for hit in hits} == expected and expected
+    # the older keywords still work and mean the same as Filters
+    assert same_hits(
+        filled.search(catalog.shape[0], category_id=10, shop="beta"),
+        filled.search(catalog.shape[0], filters=Filters(category_id=10, shop="beta")),
+    )
+    with pytest.raises(ValueError, match="not both"):
+        filled.search(catalog.shape[0], shop="beta", filters=Filters(currency="EUR"))
+
+
+@pytest.mark.parametrize("weights", [{"shape": 0.5, "color": 0.5}, {"shape": 0.2, "color": 0.8}, {"shape": 0.7}])
+def test_fused_search_equals_brute_force(filled: VectorStore, catalog: Catalog, weights: dict) -> None:
+    rows = [3, 50, 120]
+    queries = fused_queries(catalog, rows)
+    for filters, keep in (
+        (None, lambda offer: True),
+        (Filters(category_id=1, min_price=50), lambda o: 1 in o.category_ids and o.price and o.price >= 50),
+    ):
+        # a shortlist covering the catalogue: every offer is a candidate, so the ranking is exact
+        found = filled.search_fused(queries, weights=weights, top_k=10, filters=filters, shortlist=N)
+        for i, hits in enumerate(found):
+            expected = brute_fused(catalog, queries["shape"][i], queries["color"][i], weights, 10, keep)
+            assert [hit.id for hit in hits] == [row[0] for row in expected]
+            got = [(hit.score, hit.shape_score, hit.color_score) for hit in hits]
+            np.testing.assert_allclose(got, [row[1:] for row in expected], atol=1e-5)
+            assert all(hit.offer.offer_id for hit in hits)
+
+
+@pytest.mark.parametrize("using", ["shape", "color"])
+def test_fusing_one_vector_is_single_vector_search(filled: VectorStore, catalog: Catalog, using: str) -> None:
+    queries = fused_queries(catalog, [7, 77])
+    other = "color" if using == "shape" else "shape"
+    fused = filled.search_fused(queries, weights={using: 1.0, other: 0.0}, top_k=5, shortlist=30)
+    single = filled.search_batch(queries[using], using=using, top_k=30)  # the same limit
+    for hits, expected in zip(fused, single, strict=True):
+        assert [hit.id for hit in hits] == [hit.id for hit in expected[:5]]
+        np.testing.assert_allclose([h.score for h in hits], [h.score for h in expected[:5]], atol=1e-5)
+        assert all(hit.score == getattr(hit, f"{using}_score") for hit in hits)
+        assert all(getattr(hit, f"{other}_score") is not None for hit in hits)
+
+
+def test_fused_search_refuses_bad_weights_and_queries(filled: VectorStore, catalog: Catalog) -> None:
+    queries = fused_queries(catalog, [1])
+    for weights, message in (({"shape": 0, "color": 0.0}, "above 0"), ({"shape": 1.5}, "between 0 and 1")):
+        with pytest.raises(ValueError, match=message):  # every case: tests/unit/test_store_fusion.py
+            filled.search_fused(queries, weights=weights)
+    with pytest.raises(ValueError, match="each of"):
+        filled.search_fused({"shape": queries["shape"]}, weights={"shape": 1})
+    with pytest.raises(ValueError, match="as many rows"):
+        filled.search_fused({"shape": queries["shape"], "color": catalog.color[:2]}, weights={"shape": 1})
+    with pytest.raises(ValueError, match="shortlist"):
+        filled.search_fused(queries, weights={"shape": 1}, shortlist=0)
+    assert filled.search_fused({name: np.empty((0, DIM)) for name in DIMS}, weights={"shape": 1}) == []
+
+
+def test_fused_search_on_the_indexed_path(tmp_path: Path, catalog: Catalog) -> None:
+    # HNSW over binary codes with rescoring: the candidates are those of search_batch with the same limit
+    with Edge().open(tmp_path, indexed=True) as store:
+        store.upsert(catalog.offers, catalog.shape, catalog.color)
+        store.optimize()
+        queries = fused_queries(catalog, list(range(20)))
+        fused = store.search_fused(queries, weights={"shape": 1.0}, top_k=10, shortlist=25)
+        single = store.search_batch(queries["shape"], top_k=25)
+        assert [[h.id for h in hits] for hits in fused] == [[h.id for h in hits[:10]] for hits in single]
+        mixed = store.search_fused(queries, weights={"shape": 0.5, "color": 0.5}, top_k=10, shortlist=25)
+        for i, hits in enumerate(mixed):
+            expected = brute_fused(catalog, queries["shape"][i], queries["color"][i], {"shape": 0.5, "color": 0.5}, 10)
+            assert len({hit.id for hit in hits} & {row[0] for row in expected}) >= 8
+
+
+def test_vectors_of_reads_a_stored_offer(filled: VectorStore, catalog: Catalog) -> None:
+    stored = filled.vectors_of("beta", "sku-4")
+    assert stored is not None
+    assert stored.id == point_id("beta", "sku-4") and stored.offer == catalog.offers[4]
+    for name, vectors in (("shape", catalog.shape), ("color", catalog.color)):
+        assert stored.vectors[name].shape == (DIM,)
+        np.testing.assert_allclose(stored.vectors[name], unit(vectors[4]), atol=1e-6)  # stored normalised
+    assert filled.vectors_of("alpha", "sku-4") is None  # sku-4 belongs to beta
+    assert filled.vectors_of("beta", "no-such-offer") is None
+    # "similar to this product": its own vectors, itself excluded
+    similar = filled.search_fused(
+        {name: vector[None, :] for name, vector in stored.vectors.items()},
+        weights={"shape": 0.5, "color": 0.5},
+        filters=Filters(exclude_ids=(stored.id,)),
+    )[0]
+    assert len(similar) == 10 and stored.id not in {hit.id for hit in similar}
+
+
+def test_distinct_lists_keyword_values(filled: VectorStore) -> None:
+    assert filled.distinct("shop") == sorted(SHOPS)
+    assert filled.distinct("currency") == sorted(CURRENCIES)
+    assert filled.distinct("gender") == ["men", "women"]  # offers without a gender add nothing
+    assert filled.distinct("color") == sorted(COLORS)
+    with pytest.raises(ValueError, match="distinct"):
+        filled.distinct("price")
+
+
+def test_distinct_on_an_empty_store(store: VectorStore) -> None:
+    assert store.distinct("shop") == []
+
+
+def test_edge_adds_new_payload_indexes_on_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a store made before `price` and `currency` were indexed gets those indexes when opened
+    older = {"shop": "keyword", "category_ids": "integer", "gender": "keyword", "color": "keyword"}
+    with monkeypatch.context() as patch:
+        patch.setattr("lookalike.store.edge.PAYLOAD_INDEXES", older)
+        with EdgeStore(tmp_path / "edge", dims=DIMS) as store:
+            assert set(store._live().info().payload_schema) == set(older)
+    with EdgeStore(tmp_path / "edge", dims=DIMS) as store:
+        assert {"price", "currency"} <= set(store._live().info().payload_schema)
