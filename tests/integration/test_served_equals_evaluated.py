@@ -4,8 +4,10 @@ The evaluation (`training.embedder.served_data`, `training.embedder.robustness`)
 catalogue and the queries and ranks in numpy; the service frames them in its own process and
 ranks in Qdrant Edge. On a small catalogue of real photos, behind a real `bentoml serve`, both
 must pick the same item of each query, return the same products in the same order and the
-same scores. top_k is small so that the store's 1-bit shortlist (oversampling x top_k) is
-shorter than the catalogue and the shortlist stage is compared too.
+same scores: the fused score of the default facet weights, and the cosine of each vector. The
+service runs with its defaults but a `fusion_shortlist` of top_k, so that each vector's 1-bit
+shortlist (oversampling x top_k) is shorter than the catalogue and the shortlist stage is
+compared too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from lookalike.engines import OnnxEmbedder
 from lookalike.modelcard import EmbedderCard
 from lookalike.settings import Settings
 from tests.conftest import SHIPPED_DETECTOR, SHIPPED_EMBEDDER
-from training.embedder.robustness import served_scores
+from tests.integration.conftest import serve
+from training.embedder.retrieval import cosine_similarity
+from training.embedder.robustness import VECTORS, served_scores
 from training.embedder.served_data import Framer, QueryRenderer, catalogue_pixels, frame_queries
 from training.synth.colors import load_mask
 from training.synth.families import FAMILIES
@@ -34,6 +38,15 @@ pytestmark = pytest.mark.slow
 TOP_K = 3
 FAMILIES_CHECKED = ("photo", "screenshot")
 QUERIES_PER_FAMILY = 4
+SERVED = {"fusion_shortlist": TOP_K}  # the service's settings that differ from the defaults
+
+
+@pytest.fixture(scope="module")
+def shortlisted_server(model_env, photo_catalogue, tmp_path_factory):
+    """The photo catalogue served with SERVED; `model_env` passes no other LOOKALIKE_ setting."""
+    settings = {f"LOOKALIKE_{name.upper()}": str(value) for name, value in SERVED.items()}
+    with serve(model_env, photo_catalogue, tmp_path_factory.mktemp("shortlisted-service"), settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +59,8 @@ def evaluated(trained_detector, photo_catalogue, tmp_path_factory):
     framer = Framer.from_files(SHIPPED_DETECTOR.with_suffix(".onnx"), None)
     paths = sorted(photo_catalogue.rglob("*.jpg"))
     images = [Image.open(path).convert("RGB") for path in paths]
-    vectors = embedder(catalogue_pixels(images, card.preset, framer))["shape"]
+    outputs = embedder(catalogue_pixels(images, card.preset, framer))
+    vectors = {name: outputs[name] for name in VECTORS}
     offer_ids = [path.relative_to(photo_catalogue).with_suffix("").as_posix() for path in paths]
     masks = tmp_path_factory.mktemp("masks")
     photos = [Other(image, load_mask(masks, photo_catalogue, path, image=image)) for image, path in zip(images, paths)]
@@ -60,18 +74,28 @@ def png(image: Image.Image) -> bytes:
 
 
 @pytest.mark.parametrize("family", FAMILIES_CHECKED)
-def test_search_returns_what_the_evaluation_ranks(photo_server, evaluated, family):
+def test_search_returns_what_the_evaluation_ranks(shortlisted_server, evaluated, family):
     embedder, card, framer, photos, catalogue, offer_ids = evaluated
     render = QueryRenderer(FAMILIES[family].build(0), photos, np.arange(len(photos)), 0)
     positions = np.linspace(0, len(photos) - 1, QUERIES_PER_FAMILY).astype(int)
     made = [render(int(position)) for position in positions]
     framings, _ = frame_queries(made, card.preset, framer)
-    queries = embedder(framings["served"])["shape"]
-    shortlist = int(Settings(_env_file=None).oversampling) * TOP_K
-    scores = served_scores(queries, catalogue, "rescored", shortlist)
-    for query, row in zip(made, scores):
+    outputs = embedder(framings["served"])
+    queries = {name: outputs[name] for name in VECTORS}
+    served = Settings.model_construct(**SERVED)  # the defaults and SERVED, as the server reads them (no env)
+    scores = served_scores(
+        queries,
+        catalogue,
+        "served",
+        served.default_weights,
+        top_k=TOP_K,
+        shortlist=served.fusion_shortlist,
+        oversampling=int(served.oversampling),
+    )
+    cosines = {name: cosine_similarity(queries[name], catalogue[name]) for name in VECTORS}
+    for position, (query, row) in enumerate(zip(made, scores)):
         response = httpx.post(
-            f"{photo_server}/search",
+            f"{shortlisted_server}/search",
             files={"image": ("query.png", png(query.image), "image/png")},
             data={"top_k": str(TOP_K)},
             timeout=60,
@@ -81,6 +105,9 @@ def test_search_returns_what_the_evaluation_ranks(photo_server, evaluated, famil
         expected = np.argsort(-row, kind="stable")[:TOP_K]
         assert [p["offer_id"] for p in item["products"]] == [offer_ids[i] for i in expected]
         np.testing.assert_allclose([p["score"] for p in item["products"]], row[expected], atol=2e-4)
+        for name in VECTORS:
+            found = [p[f"{name}_score"] for p in item["products"]]
+            np.testing.assert_allclose(found, cosines[name][position, expected], atol=2e-4)
 
 
 def tapped(items: list[dict], truth) -> dict:

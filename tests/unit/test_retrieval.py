@@ -3,7 +3,11 @@ import pytest
 
 from lookalike import codec
 from training.embedder.retrieval import (
+    FACET_WEIGHTS,
     Features,
+    facet_key,
+    facet_label,
+    fused_scores,
     hamming_scores,
     per_group_mean,
     rank_relevant,
@@ -151,3 +155,65 @@ def test_index_features_describe_themselves_and_keep_their_shortlist():
     assert Features(np.zeros((1, 128)), "asymmetric").describe() == "float query · 128-bit codes"
     with pytest.raises(ValueError, match="cannot compare"):
         similarity(served, Features(np.zeros((1, 128)), "rescored", 10))
+
+
+def brute_force_fused(queries, catalogue, weights, shortlist, oversampling):
+    """The store's fused search, one query and one item at a time: for each weighted vector, the
+    best oversampling x shortlist by the unit query's dot with the item's signs, the best
+    `shortlist` of those by cosine; their union by the weighted mean of cosines, above the rest."""
+    used = {name: w for name, w in weights.items() if w > 0}
+    n = len(next(iter(catalogue.values())))
+    scores = np.empty((len(next(iter(queries.values()))), n))
+    for row in range(len(scores)):
+        union = set()
+        cosines = {}
+        for name in used:
+            q = queries[name][row] / np.linalg.norm(queries[name][row])
+            items = [c / np.linalg.norm(c) for c in catalogue[name]]
+            coarse = sorted(range(n), key=lambda i: -float(q @ np.where(catalogue[name][i] >= 0, 1.0, -1.0)))
+            cosines[name] = [float(q @ item) for item in items]
+            rescored = sorted(coarse[: oversampling * shortlist], key=lambda i: -cosines[name][i])
+            union |= set(rescored[:shortlist])
+        for item in range(n):
+            mean = sum(w * cosines[name][item] for name, w in used.items()) / sum(used.values())
+            scores[row, item] = mean if item in union else mean - 4
+    return scores
+
+
+@pytest.mark.parametrize("weights", [*FACET_WEIGHTS, {"shape": 0.3, "color": 0.9}])
+def test_fused_scores_equal_a_brute_force_store(weights):
+    rng = np.random.default_rng(4)
+    catalogue = {"shape": rng.normal(size=(60, 16)), "color": rng.normal(size=(60, 8))}
+    queries = {name: vectors[:5] + 0.5 * rng.normal(size=(5, vectors.shape[1])) for name, vectors in catalogue.items()}
+    queries = {name: v.astype(np.float32) for name, v in queries.items()}
+    catalogue = {name: v.astype(np.float32) for name, v in catalogue.items()}
+    scores = fused_scores(queries, catalogue, weights, shortlist=4, oversampling=3)
+    expected = brute_force_fused(queries, catalogue, weights, 4, 3)
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    union = (scores > -2).sum(axis=1)
+    assert (union >= 4).all() and (union <= 4 * sum(w > 0 for w in weights.values())).all()
+
+
+def test_fused_scores_of_one_vector_are_its_rescored_search_at_the_top():
+    rng = np.random.default_rng(5)
+    catalogue = {"shape": rng.normal(size=(80, 16)), "color": rng.normal(size=(80, 8))}
+    queries = {name: vectors[:6] + 0.3 * rng.normal(size=vectors[:6].shape) for name, vectors in catalogue.items()}
+    fused = fused_scores(queries, catalogue, {"shape": 1.0, "color": 0.0}, shortlist=5, oversampling=4)
+    rescored = similarity(Features(queries["shape"], "rescored", 20), Features(catalogue["shape"], "rescored", 20))
+    top = np.argsort(-fused, axis=1, kind="stable")[:, :5]
+    assert np.array_equal(top, np.argsort(-rescored, axis=1, kind="stable")[:, :5])
+    np.testing.assert_allclose(np.take_along_axis(fused, top, 1), np.take_along_axis(rescored, top, 1))
+    everything = fused_scores(queries, catalogue, {"shape": 0.5, "color": 0.5}, shortlist=80, oversampling=1)
+    exact = [similarity(Features(queries[n], "cosine"), Features(catalogue[n], "cosine")) for n in ("shape", "color")]
+    np.testing.assert_allclose(everything, (exact[0] + exact[1]) / 2)  # a shortlist of everything is exact
+    with pytest.raises(ValueError, match="no positive weight"):
+        fused_scores(queries, catalogue, {"shape": 0.0, "color": 0.0}, shortlist=5, oversampling=4)
+
+
+def test_facet_weights_run_from_shape_to_color():
+    assert [facet_label(w) for w in (FACET_WEIGHTS[0], FACET_WEIGHTS[1], FACET_WEIGHTS[-1])] == [
+        "shape 1 · color 0",
+        "shape 0.75 · color 0.25",
+        "shape 0 · color 1",
+    ]
+    assert facet_key(FACET_WEIGHTS[1]) == "facet_shape0.75_color0.25"

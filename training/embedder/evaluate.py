@@ -43,7 +43,18 @@ from lookalike.codec import binarize
 from lookalike.settings import Settings
 from training.embedder.baselines import FeatureCache, build_baselines, pixel_digests
 from training.embedder.eval_data import EvalData, ModelUnderTest, load_eval_data, load_model, load_model_reference
-from training.embedder.retrieval import Features, per_group_mean, rank_relevant, recall_curve, same_label, similarity
+from training.embedder.retrieval import (
+    FACET_WEIGHTS,
+    Features,
+    facet_key,
+    facet_label,
+    fused_scores,
+    per_group_mean,
+    rank_relevant,
+    recall_curve,
+    same_label,
+    similarity,
+)
 from training.report import (
     ExampleRow,
     Picture,
@@ -63,8 +74,17 @@ NON_NEURAL = frozenset({"phash", "dhash", "whash", "colorhash", "hsv"})  # the b
 CURVE_KS = np.arange(1, 51)
 TOP_K = 10
 SHORTLIST_FACTOR = int(Settings.model_fields["oversampling"].default)  # the store's default oversampling
+# The store's limit per searched vector: the service asks for the fusion shortlist, at least top_k.
+SERVED_LIMIT = max(Settings.model_fields["fusion_shortlist"].default, TOP_K)
+DEFAULT_WEIGHTS: dict[str, float] = Settings.model_fields["default_weights"].default
 TIMING_IMAGES = 32
 RECALLS = ("instance_recall@1", "instance_recall@10", "other_colour_recall@10")
+FACET_COLUMNS = {  # metric key -> column heading of the Facets table
+    "instance_recall@1": "instance R@1",
+    "category_precision@10": "category P@10",
+    "colour_precision@10": "colour P@10",
+    "colour_pattern_precision@10": "colour+pattern P@10",
+}
 
 COLUMNS = {  # metric key -> column heading
     "classifier_top1": "classifier top-1",
@@ -105,9 +125,16 @@ the sign bits of the same vectors, `lookalike.codec.binarize`). Two more rows sh
 store searches its 1-bit index: *float query, binary index* scores the unit float query against
 the catalogue's +-1 sign codes (Qdrant's binary quantisation with `query_encoding` scalar8bits,
 less its 8-bit rounding of the query); *served* takes that score's best {shortlist} items and
-re-ranks them by the float vectors (oversampling {oversampling} x 10 with rescoring, the service's
-defaults), ranking the rest below them. Ties, frequent among 64-bit
-hashes, count at their expected rank under a random order among the tied items."""
+re-ranks them by the float vectors (oversampling {oversampling} x the store's limit {limit}, i.e.
+`fusion_shortlist`, at least k: the service's fused search with all the weight on the task's
+vector), ranking the rest below them. Ties, frequent among 64-bit hashes, count at their expected
+rank under a random order among the tied items.
+
+**Facets**: tasks 2-4 again for the first model, each ranked by the service's fused search with
+one set of facet weights (`training.embedder.retrieval.fused_scores`): every vector with a
+positive weight draws its served shortlist of {limit}, and their union is ranked by the weighted
+mean of the `shape` and `color` cosines; the same ranking serves every task, whichever vector
+the task uses above."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,6 +156,27 @@ class Method:
     @property
     def is_model(self) -> bool:
         return self.model is not None
+
+    def scores(self, vector: str, queries, catalogue) -> np.ndarray:
+        """(q, n) similarities of the images `queries` to the images `catalogue` (rows of the data's
+        pixels) for a task of `vector`: "shape" (instance, category) or "color" (colour retrieval)."""
+        features = self.shape if vector == "shape" else self.color
+        return similarity(features[queries], features[catalogue])
+
+
+@dataclass
+class Facet:
+    """The service's fused search with one set of facet weights, on a model's float vectors."""
+
+    weights: dict[str, float]
+    vectors: dict[str, np.ndarray]  # "shape", "color": one row per image of the data
+
+    def scores(self, vector: str, queries, catalogue) -> np.ndarray:
+        """As `Method.scores`, but every task is ranked alike: the weights decide, not the task's vector."""
+        return fused_scores(self._rows(queries), self._rows(catalogue), self.weights, SERVED_LIMIT, SHORTLIST_FACTOR)
+
+    def _rows(self, selection) -> dict[str, np.ndarray]:
+        return {name: values[selection] for name, values in self.vectors.items()}
 
 
 def run_batches(function: Callable, pixels: np.ndarray, batch_size: int, workers: int, desc: str):
@@ -165,7 +213,7 @@ def model_methods(
 
     Rows: float vectors, binary codes (both sides), and with `index_rows` the two ways the store
     can search a 1-bit index: a float query against the codes, and the service's search (that
-    shortlist, SHORTLIST_FACTOR x k items, rescored by the float vectors).
+    shortlist, SHORTLIST_FACTOR x SERVED_LIMIT items, rescored by the float vectors).
     """
     outputs = run_batches(model.embedder, pixels, batch_size, 1, f"embed {model.name}")
     speed = milliseconds_per_image(model.embedder, pixels)
@@ -174,7 +222,7 @@ def model_methods(
     if index_rows:
         variants += [
             ("asymmetric", "float query, binary index", "asymmetric", 0),
-            ("served", "served: binary index, rescored", "rescored", SHORTLIST_FACTOR * TOP_K),
+            ("served", "served: binary index, rescored", "rescored", SHORTLIST_FACTOR * SERVED_LIMIT),
         ]
     rows = []
     for key, label, metric, shortlist in variants:
@@ -207,27 +255,25 @@ def baseline_method(baseline, pixels: np.ndarray, digests: np.ndarray, cache: Fe
 # Tasks: each takes a method and the data and returns metrics (and what the report plots)
 
 
-def instance_retrieval(method: Method, data: EvalData) -> tuple[dict[str, float], np.ndarray]:
-    catalogue = Features.concatenate([method.shape[data.parts["centre"]], method.shape[data.parts["catalogue"]]])
-    queries = method.shape[data.parts["queries"]]
-    ranks = rank_relevant(similarity(queries, catalogue), np.eye(len(queries), len(catalogue), dtype=bool))
+def instance_retrieval(method: Method | Facet, data: EvalData) -> tuple[dict[str, float], np.ndarray]:
+    scores = method.scores("shape", data.parts["queries"], np.r_[data.parts["centre"], data.parts["catalogue"]])
+    ranks = rank_relevant(scores, np.eye(*scores.shape, dtype=bool))
     curve = recall_curve(ranks, CURVE_KS)
     return {"instance_recall@1": curve[0], "instance_recall@10": curve[TOP_K - 1]}, curve
 
 
-def category_retrieval(method: Method, data: EvalData) -> tuple[dict[str, float], np.ndarray, float]:
+def category_retrieval(method: Method | Facet, data: EvalData) -> tuple[dict[str, float], np.ndarray, float]:
     """Mean P@10, P@10 per class, and the best P@10 possible."""
-    scores = similarity(method.shape[data.parts["centre"]], method.shape[data.parts["catalogue"]])
+    scores = method.scores("shape", data.parts["centre"], data.parts["catalogue"])
     ranks = rank_relevant(scores, same_label(data.val_labels, data.train_labels))
     precision = ranks.precision(TOP_K)
     per_class = per_group_mean(precision, data.val_labels, len(data.classes))
     return {"category_precision@10": precision.mean()}, per_class, ranks.best_precision(TOP_K).mean()
 
 
-def colour_retrieval(method: Method, data: EvalData) -> tuple[dict[str, float], dict[str, float]]:
+def colour_retrieval(method: Method | Facet, data: EvalData) -> tuple[dict[str, float], dict[str, float]]:
     """Mean P@10 of the same colour+pattern and of the same colour, and the best P@10 possible of each."""
-    repainted = method.color[data.parts["recoloured"]]
-    scores = similarity(repainted, repainted)
+    scores = method.scores("color", data.parts["recoloured"], data.parts["recoloured"])
     same_photo = same_label(data.recolour_source, data.recolour_source)
     colours = np.array([label.colour_index for label in data.recolour_labels])
     classes = colours * len(PATTERNS) + np.array([label.pattern_index for label in data.recolour_labels])
@@ -287,6 +333,7 @@ class Results:
     per_class: dict[str, np.ndarray] = field(default_factory=dict)  # method -> category P@10 per class
     best: dict[str, float] = field(default_factory=lambda: dict.fromkeys(RECALLS, 1.0))  # the best value possible
     classifications: dict[str, Classification] = field(default_factory=dict)
+    facets: list[tuple[dict[str, float], dict[str, float]]] = field(default_factory=list)  # weights, metrics
 
 
 def evaluate_methods(methods: list[Method], data: EvalData, logits: dict[str, np.ndarray], models) -> Results:
@@ -299,6 +346,7 @@ def evaluate_methods(methods: list[Method], data: EvalData, logits: dict[str, np
         colour, best = colour_retrieval(method, data)
         results.best.update(best)
         results.metrics[method.name] = instance | category | colour | other_colour_retrieval(method, data)
+    results.facets = evaluate_facets(methods[0], data)
     for model in models:
         if logits.get(model.name) is not None:
             classification = classify(logits[model.name][data.parts["centre"]], model, data)
@@ -307,6 +355,46 @@ def evaluate_methods(methods: list[Method], data: EvalData, logits: dict[str, np
                 if method.model == model.name:
                     results.metrics[method.name]["classifier_top1"] = classification.top1
     return results
+
+
+def evaluate_facets(floats: Method, data: EvalData) -> list[tuple[dict[str, float], dict[str, float]]]:
+    """Instance, category and colour retrieval as served with each of FACET_WEIGHTS, on `floats`' vectors."""
+    if floats.key != "float":
+        raise ValueError(f"facets need a model's float vectors, not {floats.name}")
+    vectors = {"shape": floats.shape.vectors, "color": floats.color.vectors}
+    facets = []
+    for weights in tqdm(FACET_WEIGHTS, desc="facets", unit="weights", dynamic_ncols=True):
+        facet = Facet(weights, vectors)
+        metrics = (
+            instance_retrieval(facet, data)[0] | category_retrieval(facet, data)[0] | colour_retrieval(facet, data)[0]
+        )
+        facets.append((weights, {key: float(metrics[key]) for key in FACET_COLUMNS}))
+    return facets
+
+
+def best_facet(facets: list[tuple[dict[str, float], dict[str, float]]], key: str) -> tuple[dict[str, float], float]:
+    weights, metrics = max(facets, key=lambda facet: facet[1][key])
+    return weights, metrics[key]
+
+
+def facets_section(model: ModelUnderTest, results: Results) -> Section:
+    rows = [[facet_label(weights), *metrics.values()] for weights, metrics in results.facets]
+    rows.append(["perfect ranking", *(results.best.get(key, 1.0) for key in FACET_COLUMNS)])
+    by_label = {facet_label(weights): metrics for weights, metrics in results.facets}
+    verdicts = []
+    for key, aim, meaning in (
+        ("colour_precision@10", FACET_WEIGHTS[-1], "same colour, other things"),
+        ("category_precision@10", FACET_WEIGHTS[0], "same cut, other colour"),
+    ):
+        weights, value = best_facet(results.facets, key)
+        verdict = "as meant" if weights == aim else f"not {facet_label(aim)} ({by_label[facet_label(aim)][key]:.3f})"
+        verdicts.append(f"best {FACET_COLUMNS[key]} ({meaning}) is {facet_label(weights)}'s, {value:.3f}: {verdict}")
+    note = (
+        f"`{model.name}`, ranked as served with each set of facet weights (the fused search, limit {SERVED_LIMIT} per"
+        f" weighted vector, oversampling {SHORTLIST_FACTOR}) on the tasks and data of the results table; the"
+        f" service's default is {facet_label(DEFAULT_WEIGHTS)}. The " + "; the ".join(verdicts) + "."
+    )
+    return Section("Facets", [Table(["weights", *FACET_COLUMNS.values()], rows, note=note)])
 
 
 def best_non_neural(methods: list[Method], results: Results) -> tuple[str, float] | None:
@@ -404,6 +492,8 @@ def flat_metrics(
             flat[f"{prefixes[model.name]}classifier_top1"] = results.classifications[model.name].top1
     if best is not None:
         flat["best_hash_histogram_instance_recall@1"] = best[1]
+    for weights, metrics in results.facets:
+        flat |= {f"{facet_key(weights)}_{key}": value for key, value in metrics.items()}
     # The model store's metadata takes no None, and JSON has no NaN or infinity: such numbers are left out.
     dropped = [key for key, value in flat.items() if isinstance(value, float) and not math.isfinite(value)]
     if dropped:
@@ -472,14 +562,16 @@ def write_full_report(args, models, methods, results, data, seconds: float) -> P
     others = args.recolours - 1
     sections = [
         Section("Results", [results_table(methods, results), curves]),
+        facets_section(models[0], results),
         Section(
             "Protocol",
             [
                 PROTOCOL.format(
                     recolours=args.recolours,
                     others=others,
-                    shortlist=SHORTLIST_FACTOR * TOP_K,
+                    shortlist=SHORTLIST_FACTOR * SERVED_LIMIT,
                     oversampling=SHORTLIST_FACTOR,
+                    limit=SERVED_LIMIT,
                 )
             ],
         ),

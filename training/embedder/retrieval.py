@@ -3,7 +3,9 @@
 Scores are similarities, higher is nearer: cosine for float vectors, minus the Hamming distance
 for binary codes; for float queries against a catalogue of codes (Qdrant's binary quantisation
 with a scalar query encoding), the dot product of the unit query with the codes' +-1 signs; and
-for the search the service runs, that score's shortlist of `shortlist` items rescored by cosine.
+for the search the store runs on one vector, that score's shortlist of `shortlist` items rescored
+by cosine; and for the search the service runs on several vectors (`fused_scores`), the union of
+each weighted vector's rescored shortlist, scored by the weighted mean of their cosines.
 
 Codes have few distinct distances (65 for a 64-bit hash), so many catalogue items tie, and a sort
 would break ties by catalogue order, flattering or punishing a method by chance. Every metric here
@@ -16,6 +18,7 @@ are neither ranked nor counted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +26,9 @@ import numpy as np
 from lookalike.codec import binarize, l2_normalize, unpack
 
 METRICS = ("cosine", "hamming", "asymmetric", "rescored")
+# The facet weights the reports compare, from "same cut in any colour" to "this colour on anything".
+FACET_WEIGHTS = tuple({"shape": shape, "color": 1.0 - shape} for shape in (1.0, 0.75, 0.5, 0.25, 0.0))
+BELOW = 4.0  # cosines lie in [-1, 1]: minus this, an item ranks below every item of a shortlist
 
 
 @dataclass(frozen=True)
@@ -85,16 +91,65 @@ def asymmetric_scores(queries: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
     return l2_normalize(queries) @ unpack(binarize(catalogue)).T
 
 
+def code_shortlist(queries: np.ndarray, catalogue: np.ndarray, size: int) -> np.ndarray:
+    """(q, size) catalogue rows: each query's best `size` items by the asymmetric (1-bit code) score."""
+    size = min(size, catalogue.shape[0])
+    return np.argpartition(-asymmetric_scores(queries, catalogue), size - 1, axis=1)[:, :size]
+
+
+def shortlist_first(scores: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """`scores` with each row's `chosen` items kept and every other item moved below all of them."""
+    ranked = scores - BELOW
+    rows = np.arange(len(scores))[:, None]
+    ranked[rows, chosen] = scores[rows, chosen]
+    return ranked
+
+
 def rescored_scores(queries: np.ndarray, catalogue: np.ndarray, shortlist: int) -> np.ndarray:
     """Cosine within each query's asymmetric-score shortlist; the rest rank below, still by cosine."""
-    exact = cosine_similarity(queries, catalogue)
-    shortlist = min(shortlist, catalogue.shape[0])
-    coarse = asymmetric_scores(queries, catalogue)
-    chosen = np.argpartition(-coarse, shortlist - 1, axis=1)[:, :shortlist]
-    scores = exact - 4.0  # cosines lie in [-1, 1]: every shortlisted item ranks above every other
-    rows = np.arange(len(queries))[:, None]
-    scores[rows, chosen] = exact[rows, chosen]
-    return scores
+    return shortlist_first(cosine_similarity(queries, catalogue), code_shortlist(queries, catalogue, shortlist))
+
+
+def fused_scores(
+    queries: Mapping[str, np.ndarray],
+    catalogue: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    shortlist: int,
+    oversampling: int,
+) -> np.ndarray:
+    """(q, n) scores of the store's search over several named vectors (`VectorStore.search_fused`).
+
+    For each vector with a positive weight: its 1-bit search with limit `shortlist` (the best
+    `oversampling * shortlist` items by the asymmetric score, rescored by cosine, the best
+    `shortlist` kept). The union of those shortlists is scored by the weighted mean of the cosines,
+    sum(w * cos) / sum(w); every other item ranks below it (by the same mean). The caller passes
+    the store's limit, `max(fusion_shortlist, top_k)`.
+    """
+    used = {name: float(weight) for name, weight in weights.items() if weight > 0}
+    if not used:
+        raise ValueError(f"no positive weight in {dict(weights)}")
+    fused, candidates = 0.0, None
+    for name, weight in used.items():
+        exact = cosine_similarity(queries[name], catalogue[name])
+        rescored = shortlist_first(exact, code_shortlist(queries[name], catalogue[name], oversampling * shortlist))
+        kept = min(shortlist, exact.shape[1])
+        best = np.argpartition(-rescored, kept - 1, axis=1)[:, :kept]
+        if candidates is None:
+            candidates = np.zeros(exact.shape, bool)
+        np.put_along_axis(candidates, best, True, axis=1)
+        fused = fused + weight * exact
+    fused = fused / sum(used.values())
+    return np.where(candidates, fused, fused - BELOW)
+
+
+def facet_label(weights: Mapping[str, float]) -> str:
+    """'shape 0.75 · color 0.25': a row name for one set of weights."""
+    return " · ".join(f"{name} {weight:g}" for name, weight in weights.items())
+
+
+def facet_key(weights: Mapping[str, float]) -> str:
+    """'facet_shape0.75_color0.25': the metrics.json prefix of one set of weights."""
+    return "_".join(["facet", *(f"{name}{weight:g}" for name, weight in weights.items())])
 
 
 def similarity(queries: Features, catalogue: Features) -> np.ndarray:

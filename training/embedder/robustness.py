@@ -11,9 +11,16 @@ Protocol (`served_data` builds the images):
 - **Query families** (`training.synth.families`): a query per validation photo and family,
   framed by the service's own code (detector, then the item a shopper would tap). `screenshot`
   and `rephoto` never make training views; the headline is the **worst family**, not the mean.
-- **As served**: the float query against the catalogue's 1-bit codes, its best
-  `oversampling x k` items rescored by the float vectors (the store's binary quantisation with
-  rescoring; `tests/integration/test_served_equals_evaluated.py` checks the two agree).
+- **As served**: the store's fused search with the service's default facet weights
+  (`Settings.default_weights`): for each vector with a positive weight, the float query against
+  the catalogue's 1-bit codes, its best `oversampling x L` items rescored by the float vectors,
+  the best L = max(`fusion_shortlist`, k) kept (the store's binary quantisation with rescoring);
+  the union scored by the weighted mean of the `shape` and `color` cosines
+  (`training.embedder.retrieval.fused_scores`; `tests/integration/test_served_equals_evaluated.py`
+  checks that `/search` returns the same).
+- **Facets**: the shipped model's families again, as served, for facet weights from
+  `shape 1 · color 0` (same cut, any colour) to `shape 0 · color 1` (this colour, anything); the
+  recommended default is the one with the best worst-family Recall@1 (ties: the best mean).
 - **Class-held-out**: `--heldout X.onnx` is a model trained without `--heldout-classes`; it is
   scored on the queries of those classes only, beside the models that saw them.
 - **Catalogue size**: Recall@1 of the first model as the catalogue grows from 500 images to all
@@ -28,6 +35,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +46,15 @@ from tqdm import tqdm
 from lookalike.settings import Settings
 from training.embedder.baselines import FeatureCache, build_baselines, pixel_digests
 from training.embedder.eval_data import ModelUnderTest, load_model, load_model_reference
-from training.embedder.retrieval import Features, rank_relevant, recall_curve, similarity
+from training.embedder.retrieval import (
+    FACET_WEIGHTS,
+    cosine_similarity,
+    facet_key,
+    facet_label,
+    fused_scores,
+    rank_relevant,
+    recall_curve,
+)
 from training.embedder.served_data import FRAMINGS, Framer, ServedData, load_served_data
 from training.report import Picture, Section, Table, save_figure, write_report
 from training.synth.families import FAMILIES
@@ -46,19 +62,31 @@ from training.synth.families import FAMILIES
 log = logging.getLogger(__name__)
 
 TOP_K = 10
-SHORTLIST = int(Settings.model_fields["oversampling"].default) * TOP_K  # what the store rescores for k = 10
+# The service's search (`VectorStore.search_fused`) as configured by default.
+OVERSAMPLING = int(Settings.model_fields["oversampling"].default)
+FUSION_SHORTLIST = Settings.model_fields["fusion_shortlist"].default
+DEFAULT_WEIGHTS: dict[str, float] = Settings.model_fields["default_weights"].default
+VECTORS = ("shape", "color")
+SERVED = (
+    f"the store's fused search with the default weights {facet_label(DEFAULT_WEIGHTS)}: each weighted vector's"
+    f" 1-bit shortlist of {OVERSAMPLING} x {max(FUSION_SHORTLIST, TOP_K)} items rescored by its floats to its best"
+    f" {max(FUSION_SHORTLIST, TOP_K)}, their union by the weighted mean of cosines"
+)
 CATALOGUE_SIZES = (500, 1000, 2000, 3409, 6000, 9000, 12000)
 FOUND_IOU = 0.5
 
 
+Vectors = Mapping[str, np.ndarray]  # vector name ("shape", "color") -> (n, d), one row per image
+
+
 @dataclass
 class Encoded:
-    """One method's shape vectors for the catalogue and for every family's queries in every framing."""
+    """One method's vectors for the catalogue and for every family's queries in every framing."""
 
     name: str
-    catalogue: np.ndarray
-    queries: dict[str, dict[str, np.ndarray]]
-    metric: str  # "rescored" for models (the served search), "cosine" for float baselines
+    catalogue: Vectors
+    queries: dict[str, dict[str, Vectors]]  # family -> framing -> vectors
+    metric: str  # "served" for models (the store's fused search), "cosine" for float baselines
     ms_per_image: float
 
 
@@ -66,27 +94,34 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def encode(name: str, function, cache_key: str, data: ServedData, cache: FeatureCache, batch: int, metric: str):
-    """`function` (pixels -> vectors) over every image of `data`, through the cache keyed by pixel digest."""
+def encode(name, function, cache_keys: dict[str, str], data: ServedData, cache: FeatureCache, batch: int, metric: str):
+    """`function` (pixels -> {vector: rows}) over every image of `data`, through the cache keyed by pixel digest.
+
+    `cache_keys` names the vectors kept and the cache file of each; an image is encoded again when
+    any of its vectors is missing.
+    """
     parts = [data.catalogue] + [data.queries[f][framing] for f in data.queries for framing in FRAMINGS]
     vectors = []
     started, computed = time.perf_counter(), 0
     for part in parts:
         digests = pixel_digests(part)
-        known, hits = cache.lookup(cache_key, digests)
+        known, hits = {}, np.ones(len(part), bool)
+        for vector, key in cache_keys.items():
+            known[vector], found = cache.lookup(key, digests)
+            hits &= found
         missing = np.flatnonzero(~hits)
         if len(missing):
-            fresh = np.concatenate(
-                [
-                    function(part[missing[i : i + batch]])
-                    for i in tqdm(range(0, len(missing), batch), desc=f"embed {name}", unit="batch")
-                ]
-            )
-            cache.store(cache_key, digests[missing], fresh)
+            outputs = [
+                function(part[missing[i : i + batch]])
+                for i in tqdm(range(0, len(missing), batch), desc=f"embed {name}", unit="batch")
+            ]
+            for vector, key in cache_keys.items():
+                fresh = np.concatenate([output[vector] for output in outputs])
+                cache.store(key, digests[missing], fresh)
+                if known[vector] is None:
+                    known[vector] = np.zeros((len(part), fresh.shape[1]), fresh.dtype)
+                known[vector][missing] = fresh
             computed += len(missing)
-            if known is None:
-                known = np.zeros((len(part), fresh.shape[1]), fresh.dtype)
-            known[missing] = fresh
         vectors.append(known)
     seconds = time.perf_counter() - started
     queries, position = {}, 1
@@ -100,25 +135,58 @@ def encode(name: str, function, cache_key: str, data: ServedData, cache: Feature
 
 
 def model_encoder(model: ModelUnderTest):
-    return lambda pixels: model.embedder(pixels)["shape"]
+    return lambda pixels: {vector: rows for vector, rows in model.embedder(pixels).items() if vector in VECTORS}
+
+
+def baseline_encoder(baseline):
+    return lambda pixels: {"shape": baseline(pixels)}  # its one vector, kept as `shape`
+
+
+def rows_of(vectors: Vectors, rows) -> dict[str, np.ndarray]:
+    return {vector: values[rows] for vector, values in vectors.items()}
 
 
 # ---------------------------------------------------------------------------------------------
 # Metrics
 
 
-def recalls(queries: np.ndarray, catalogue: np.ndarray, metric: str, targets: np.ndarray) -> np.ndarray:
+def recalls(
+    queries: Vectors,
+    catalogue: Vectors,
+    metric: str,
+    targets: np.ndarray,
+    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+) -> np.ndarray:
     """Recall@k (k = 1..50) of each query's target (catalogue row `targets[i]`)."""
-    scores = served_scores(queries, catalogue, metric)
+    scores = served_scores(queries, catalogue, metric, weights)
     relevant = np.zeros_like(scores, dtype=bool)
-    relevant[np.arange(len(queries)), targets] = True
+    relevant[np.arange(len(scores)), targets] = True
     return recall_curve(rank_relevant(scores, relevant), np.arange(1, 51))
 
 
-def served_scores(queries: np.ndarray, catalogue: np.ndarray, metric: str, shortlist: int = SHORTLIST) -> np.ndarray:
-    """(q, n) scores as the store ranks them: "rescored" (1-bit shortlist, then cosine) or plain "cosine"."""
-    shortlist = shortlist if metric == "rescored" else 0
-    return similarity(Features(queries, metric, shortlist), Features(catalogue, metric, shortlist))
+def served_scores(
+    queries: Vectors,
+    catalogue: Vectors,
+    metric: str,
+    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+    *,
+    top_k: int = TOP_K,
+    shortlist: int = FUSION_SHORTLIST,
+    oversampling: int = OVERSAMPLING,
+) -> np.ndarray:
+    """(q, n) scores as the service ranks them.
+
+    "served": the store's fused search (`fused_scores`, each weighted vector's limit max(shortlist, top_k));
+    "float": the same weighted mean of cosines over every item, without the 1-bit shortlists;
+    "cosine": a float baseline's one vector (kept as `shape`), weights aside.
+    """
+    if metric == "cosine":
+        return cosine_similarity(queries["shape"], catalogue["shape"])
+    if metric == "float":
+        shortlist = len(catalogue["shape"])
+    elif metric != "served":
+        raise ValueError(f"metric must be 'served', 'float' or 'cosine', not {metric!r}")
+    return fused_scores(queries, catalogue, weights, max(shortlist, top_k), oversampling)
 
 
 @dataclass
@@ -127,14 +195,20 @@ class FamilyResult:
     recall_at_10: float
 
 
-def family_table(encoded: list[Encoded], data: ServedData, rows: np.ndarray | None = None) -> dict:
-    """method -> family -> FamilyResult, as served, for the queries `rows` (all by default)."""
+def family_table(
+    encoded: list[Encoded],
+    data: ServedData,
+    rows: np.ndarray | None = None,
+    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+) -> dict:
+    """method -> family -> FamilyResult, as served with `weights`, for the queries `rows` (all by default)."""
     rows = np.arange(data.num_targets) if rows is None else rows
     results: dict[str, dict[str, FamilyResult]] = {}
     for method in encoded:
         results[method.name] = {}
         for family in data.queries:
-            curve = recalls(method.queries[family]["served"][rows], method.catalogue, method.metric, rows)
+            queries = rows_of(method.queries[family]["served"], rows)
+            curve = recalls(queries, method.catalogue, method.metric, rows, weights)
             results[method.name][family] = FamilyResult(curve[0], curve[TOP_K - 1])
     return results
 
@@ -142,6 +216,26 @@ def family_table(encoded: list[Encoded], data: ServedData, rows: np.ndarray | No
 def worst(results: dict[str, FamilyResult]) -> tuple[str, FamilyResult]:
     name = min(results, key=lambda family: (results[family].recall_at_1, results[family].recall_at_10))
     return name, results[name]
+
+
+def mean_recall_at_1(results: dict[str, FamilyResult]) -> float:
+    return float(np.mean([result.recall_at_1 for result in results.values()]))
+
+
+def facet_table(method: Encoded, data: ServedData) -> list[tuple[dict[str, float], dict[str, FamilyResult]]]:
+    """(weights, family -> FamilyResult as served with them) for each of FACET_WEIGHTS."""
+    return [(weights, family_table([method], data, weights=weights)[method.name]) for weights in FACET_WEIGHTS]
+
+
+def facet_rank(facet: tuple[dict[str, float], dict[str, FamilyResult]]) -> tuple[float, float]:
+    """What the recommendation maximises: the worst family's Recall@1, then the mean Recall@1."""
+    return worst(facet[1])[1].recall_at_1, mean_recall_at_1(facet[1])
+
+
+def recommend(facets: list[tuple[dict[str, float], dict[str, FamilyResult]]]) -> dict[str, float]:
+    """The weights with the best worst-family Recall@1, ties broken by the best mean Recall@1."""
+    weights, _ = max(facets, key=facet_rank)
+    return weights
 
 
 def framing_rows(method: Encoded, data: ServedData) -> list[list]:
@@ -152,7 +246,7 @@ def framing_rows(method: Encoded, data: ServedData) -> list[list]:
         cells = [family, float((data.found[family] >= FOUND_IOU).mean())]
         for framing in ("whole", "true_box", "served"):
             cells.append(recalls(method.queries[family][framing], method.catalogue, method.metric, targets)[0])
-        cells.append(recalls(method.queries[family]["served"], method.catalogue, "cosine", targets)[0])
+        cells.append(recalls(method.queries[family]["served"], method.catalogue, "float", targets)[0])
         rows.append(cells)
     return rows
 
@@ -170,7 +264,8 @@ def size_curve(method: Encoded, data: ServedData, seed: int) -> dict[str, list[t
     for size in tqdm(sizes, desc="catalogue sizes", unit="size"):
         rows = np.concatenate([targets, order[: size - data.num_targets]])
         for family in data.queries:
-            recall = recalls(method.queries[family]["served"], method.catalogue[rows], method.metric, targets)[0]
+            catalogue = rows_of(method.catalogue, rows)
+            recall = recalls(method.queries[family]["served"], catalogue, method.metric, targets)[0]
             curve[family].append((size, recall))
     return curve
 
@@ -190,8 +285,8 @@ def results_section(encoded: list[Encoded], results: dict, data: ServedData) -> 
     trained = ", ".join(f"`{f}`" for f in families if FAMILIES[f].trained_on) or "none"
     note = (
         f"{data.num_targets} queries per family; catalogue {len(data.catalogue)} images ({data.num_photos} photos,"
-        f" {len(data.catalogue) - data.num_photos} generated distractors). Models are ranked as served (1-bit"
-        f" shortlist of {SHORTLIST}, rescored); float baselines by cosine. Families that make the shipped"
+        f" {len(data.catalogue) - data.num_photos} generated distractors). Models are ranked as served: {SERVED};"
+        " float baselines by cosine. Families that make the shipped"
         f" embedder's training views: {trained}; never: the rest (models shipped before it trained on `photo`"
         " only). ms/image: encoding, where this run computed it (blank when cached)."
     )
@@ -210,7 +305,8 @@ def framing_section(method: Encoded, data: ServedData) -> Section:
     note = (
         "*whole picture*: detection off, the photo searched whole; *true box*: the garment's own box with the"
         " service's margin (a perfect detector); *as served*: the detector's item a shopper would tap;"
-        " *served, float*: the same crops ranked by exact cosine, without the 1-bit shortlist."
+        " *served, float*: the same crops ranked by the exact score (the default weights' mean of cosines over"
+        " every item), without the 1-bit shortlists."
     )
     return Section(
         f"Where `{method.name}` loses: framing and codes",
@@ -236,6 +332,29 @@ def heldout_section(encoded: list[Encoded], data: ServedData, classes: list[str]
     header = ["method", *[f"{f} R@1" for f in families], "worst family", "worst R@1"]
     section = Section(f"Class-held-out: {', '.join(classes)}", [Table(header, table_rows, note=note)])
     return section, results
+
+
+def facets_section(method: Encoded, facets: list, data: ServedData) -> Section:
+    families = list(data.queries)
+    header = ["weights", *[f"{f} R@1" for f in families], "worst family", "worst R@1", "mean R@1"]
+    rows = []
+    for weights, results in facets:
+        name, result = worst(results)
+        cells = [results[f].recall_at_1 for f in families]
+        rows.append([facet_label(weights), *cells, name, result.recall_at_1, mean_recall_at_1(results)])
+    best, runner_up = sorted(facets, key=facet_rank, reverse=True)[:2]
+    (best_worst, best_mean), (next_worst, next_mean) = facet_rank(best), facet_rank(runner_up)
+    note = (
+        f"`{method.name}`, {data.num_targets} queries per family, as served with each set of weights (the fused"
+        f" search, limit {max(FUSION_SHORTLIST, TOP_K)} per weighted vector). The target is the query's own photo:"
+        " weights that favour colour are judged here on finding that item, not on colour matches (for those,"
+        f" the embedder report's Facets). **Recommended default: {facet_label(best[0])}** (best worst-family R@1,"
+        f" ties by mean R@1: {best_worst:.3f}, mean {best_mean:.3f}); the runner-up, {facet_label(runner_up[0])}"
+        f" ({next_worst:.3f}, mean {next_mean:.3f}), is {(best_worst - next_worst) * data.num_targets:.0f} of"
+        f" {data.num_targets} queries behind on its worst family. The service's default is"
+        f" {facet_label(DEFAULT_WEIGHTS)}."
+    )
+    return Section("Facets", [Table(header, rows, note=note)])
 
 
 def curve_section(method: Encoded, curve: dict, data: ServedData, out: Path) -> Section:
@@ -267,18 +386,22 @@ def curve_section(method: Encoded, curve: dict, data: ServedData, out: Path) -> 
 # Putting it together
 
 
-def load_methods(args) -> tuple[list[tuple[str, object, str, str]], ModelUnderTest]:
-    """(name, encoder, cache key, metric) per method, and the first model (whose preset frames everything)."""
+def load_methods(args) -> tuple[list[tuple[str, object, dict[str, str], str]], ModelUnderTest]:
+    """(name, encoder, cache key per vector, metric) per method, and the first model (whose preset frames everything)."""
     first = load_model(args.model, args.onnx)
     models = [first] + [load_model_reference(str(path)) for path in args.compare]
     if args.heldout:
         models.append(load_model_reference(str(args.heldout)))
     if len({model.preset for model in models}) > 1:
         raise SystemExit(f"every model needs the same preprocessing: {[m.preset for m in models]}")
-    methods = [(m.name, model_encoder(m), f"shape-{file_digest(m.embedder.path)}", "rescored") for m in models]
+    methods = []
+    for model in models:
+        digest = file_digest(model.embedder.path)
+        methods.append((model.name, model_encoder(model), {v: f"{v}-{digest}" for v in VECTORS}, "served"))
     if args.imagenet:
         (baseline,) = build_baselines(["imagenet"], args.cache_dir or Path("var/eval-cache"))
-        methods.append(("untrained ImageNet Lite0 (1280-d, float)", baseline, baseline.cache_key, "cosine"))
+        keys = {"shape": baseline.cache_key}
+        methods.append(("untrained ImageNet Lite0 (1280-d, float)", baseline_encoder(baseline), keys, "cosine"))
     return methods, first
 
 
@@ -291,12 +414,17 @@ def main(args: argparse.Namespace) -> dict:
     framer = Framer.from_files(args.detector, args.cache_dir)
     data = load_served_data(args, first.preset, framer)
     cache = FeatureCache(args.cache_dir)
-    encoded = [encode(name, fn, key, data, cache, args.batch_size, metric) for name, fn, key, metric in methods]
+    encoded = [encode(name, fn, keys, data, cache, args.batch_size, metric) for name, fn, keys, metric in methods]
     heldout_name = str(args.heldout) if args.heldout else None
     main_methods = [m for m in encoded if m.name != heldout_name]
     results = family_table(main_methods, data)
-    sections = [results_section(main_methods, results, data), framing_section(encoded[0], data)]
-    metrics = flat_metrics(main_methods, results, data)
+    facets = facet_table(encoded[0], data)
+    sections = [
+        results_section(main_methods, results, data),
+        facets_section(encoded[0], facets, data),
+        framing_section(encoded[0], data),
+    ]
+    metrics = flat_metrics(main_methods, results, data) | facet_metrics(facets)
     if args.heldout:
         ordered = [m for m in encoded if m.name == heldout_name] + main_methods
         section, heldout = heldout_section(ordered, data, args.heldout_classes)
@@ -337,6 +465,21 @@ def flat_metrics(encoded: list[Encoded], results: dict, data: ServedData) -> dic
     for family, value in results[first].items():
         flat |= {f"{family}_recall@1": value.recall_at_1, f"{family}_recall@10": value.recall_at_10}
     return {key: float(v) if isinstance(v, np.floating) else v for key, v in flat.items()}
+
+
+def facet_metrics(facets: list) -> dict:
+    """`facet_shape0.75_color0.25_photo_recall@1` and the like, the worst and mean per weights, and the pick."""
+    flat = {}
+    for weights, results in facets:
+        prefix = facet_key(weights)
+        flat |= {f"{prefix}_{family}_recall@1": float(result.recall_at_1) for family, result in results.items()}
+        name, result = worst(results)
+        flat |= {f"{prefix}_worst_family": name, f"{prefix}_worst_recall@1": float(result.recall_at_1)}
+        flat[f"{prefix}_mean_recall@1"] = mean_recall_at_1(results)
+    best = recommend(facets)
+    flat |= {f"recommended_{name}_weight": weight for name, weight in best.items()}
+    flat |= {f"served_{name}_weight": weight for name, weight in DEFAULT_WEIGHTS.items()}
+    return flat
 
 
 def get_args_parser() -> argparse.ArgumentParser:
