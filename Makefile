@@ -3,6 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# Two installs: serving (pyproject's dependencies: no torch) for the demo, the indexer and the image, and
+# full (plus the train and dev extras) for training, reports, benchmarks against torch and the tests.
+# The full stamp implies the serving one: a clean clone's `make test` installs everything in one go.
+SERVE_INSTALLED := $(VENV)/.installed-serve
 INSTALLED := $(VENV)/.installed
 VAR := var
 PORT ?= 3000
@@ -33,25 +37,33 @@ PREVIOUS := $(VAR)/previous
 CATALOG := $(VAR)/.demo-catalog
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser model train train-gpu finetune train-heldout train-detector train-detector-gpu report report-detector demo-catalog demo test test-fast bench loadtest clean
+.PHONY: help install install-full container bench-engines browser model train train-gpu finetune train-heldout train-detector train-detector-gpu report report-detector demo-catalog demo test test-fast bench loadtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
+$(SERVE_INSTALLED): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e .
+	@touch $@
+
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[train,dev]'
-	@touch $@
+	@touch $(SERVE_INSTALLED) $@
 
-install: $(INSTALLED)  ## create .venv and install (only when pyproject.toml changed)
+install: $(SERVE_INSTALLED)  ## create .venv with what serving needs (no torch; only when pyproject.toml changed)
 
-$(EMBEDDER): $(INSTALLED) $(wildcard $(ARTIFACT).onnx $(ARTIFACT).json)
+install-full: $(INSTALLED)  ## the same plus the train and dev extras (torch, pytest, locust...)
+
+# Importing a shipped model needs the serving install only; exporting a provisional one needs torch.
+$(EMBEDDER): $(SERVE_INSTALLED) $(if $(wildcard $(ARTIFACT).onnx),,$(INSTALLED)) $(wildcard $(ARTIFACT).onnx $(ARTIFACT).json)
 	@if [ -f $(ARTIFACT).onnx ]; then $(BIN)/python -m lookalike.modelstore import $(ARTIFACT); \
 	else echo "no shipped embedder: exporting the provisional one"; $(BIN)/python -m training.embedder.export --provisional; fi
 	@mkdir -p $(VAR) && touch $@
 
 # The shipped detector; without it the provisional one (finds nothing: photos are searched whole).
-$(DETECTOR_MODEL): $(INSTALLED) $(wildcard $(DETECTOR).onnx $(DETECTOR).json)
+$(DETECTOR_MODEL): $(SERVE_INSTALLED) $(if $(wildcard $(DETECTOR).onnx),,$(INSTALLED)) $(wildcard $(DETECTOR).onnx $(DETECTOR).json)
 	@if [ -f $(DETECTOR).onnx ]; then $(BIN)/python -m lookalike.modelstore import $(DETECTOR); \
 	else echo "no shipped detector: exporting the provisional one"; $(BIN)/python -m training.detector.export --provisional; fi
 	@mkdir -p $(VAR) && touch $@
@@ -140,7 +152,7 @@ $(CATALOG): $(EMBEDDER) $(DETECTOR_MODEL)
 
 demo-catalog: $(CATALOG)  ## index the demo catalogue into the embedded store
 
-demo: $(CATALOG)  ## install, build, index and serve the API and page on http://127.0.0.1:3000 (PORT=...)
+demo: $(CATALOG)  ## install serving only (no torch), import the models, index, serve on http://127.0.0.1:3000 (PORT=...)
 	set -a && source $(VAR)/demo.env && set +a && \
 	  LOOKALIKE_CATALOG_IMAGES_DIR="$$LOOKALIKE_CLOTHING_DIR/train" $(BIN)/bentoml serve --host 127.0.0.1 --port $(PORT)
 
@@ -156,13 +168,20 @@ test: $(INSTALLED) browser  ## run the whole test suite (pytest's "no tests ran"
 test-fast: $(INSTALLED)  ## run the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: $(INSTALLED)  ## vector-store benchmark at 100K points (upsert rate, p50/p99, recall@10)
+bench: $(SERVE_INSTALLED)  ## vector-store benchmark at 100K points (upsert rate, p50/p99, recall@10)
 	$(BIN)/python -m loadtests.bench_store --points 100000
+
+bench-engines: $(INSTALLED)  ## inference engines per model and batch size against torch eager (table + Markdown)
+	$(BIN)/python -m loadtests.bench_engines
 
 loadtest: $(INSTALLED)  ## Locust against a running `make demo` (20 users, 30 s); CSVs in var/loadtest
 	@mkdir -p $(VAR)/loadtest
 	$(BIN)/locust -f loadtests/locustfile_search.py --host http://127.0.0.1:$(PORT) \
 	  --headless -u 20 -r 10 -t 30s --csv $(VAR)/loadtest/search --only-summary
+
+# The CPU image with buildah (no Docker daemon needed); it says how far it got and what would finish it.
+container: $(EMBEDDER) $(DETECTOR_MODEL)  ## build the CPU bento and its image with buildah (scripts/container.sh)
+	BIN=$(BIN) bash scripts/container.sh
 
 clean:  ## remove the model store, the demo store and stamps (keeps .venv)
 	rm -rf $(VAR)
