@@ -2,7 +2,9 @@
 
 The file format is described in ``lookalike/data/MAPPING.md``. In short: one rule a line,
 ``<pattern> => <category>``, where the pattern is an exact path, ``glob: ...`` or ``re: ...``,
-and the first rule in file order that matches a path wins.
+and the first rule in file order that matches a path wins. `Categorizer` is what the indexer
+files offers with: the mapping's rules, then the path's own names matched against the
+rubricator, and an `UnmappedReport` of what neither placed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from lookalike.taxonomy import Rubricator, load_rubricator, normalize
+from lookalike.taxonomy import Rubricator, gender_of, load_rubricator, normalize
 
 ShopPath = str | Sequence[str]
 _SEPARATOR = re.compile(r"[/>]")
@@ -24,6 +26,7 @@ _ARROW = "=>"
 _GLOB_PREFIX, _REGEX_PREFIX = "glob:", "re:"
 # Distinct category paths a catalogue has are few, so results are cached per path seen.
 _CACHED_PATHS = 1 << 16
+NO_CATEGORY = "(no category)"  # how the unmapped report lists offers that came without a category path
 
 
 def _segments(shop_path: ShopPath) -> list[str]:
@@ -166,3 +169,68 @@ class UnmappedReport:
 
     def __str__(self) -> str:
         return self.to_markdown()
+
+
+class Categorizer:
+    """Shop category path -> rubricator id, as the indexer files offers; what it cannot place is counted.
+
+    The mapping file's rules decide first. A path no rule matches, or every path when there is no
+    mapping file, is matched by its own names (`Rubricator.match`: case, spacing, ё, dashes and
+    apostrophes ignored), segment by segment from the leaf up; the first segment that names an
+    active category decides. Each segment is tried joined with its parent ("Платья / Миди" is
+    "платья миди"), then alone, and qualified by the offer's gender, or else by the gender the path
+    itself names ("Женщинам / Обувь / Кроссовки" is "женские кроссовки"). Offers whose path neither
+    places are counted in `unmapped`, most frequent path first; whether they are indexed without a
+    category is the caller's choice.
+    """
+
+    def __init__(
+        self,
+        mapping: CategoryMapping | None = None,
+        rubricator: Rubricator | None = None,
+        *,
+        unmapped: UnmappedReport | None = None,
+    ) -> None:
+        self.mapping = mapping
+        self.rubricator = load_rubricator() if rubricator is None else rubricator
+        self.unmapped = UnmappedReport() if unmapped is None else unmapped
+        self._by_names = lru_cache(maxsize=_CACHED_PATHS)(self._by_names_uncached)
+
+    @classmethod
+    def load(cls, mapping_file: str | Path | None, rubricator: Rubricator | None = None) -> Categorizer:
+        """With the rules of a mapping file (MappingError if it cannot be used), or by names alone without one."""
+        rubricator = load_rubricator() if rubricator is None else rubricator
+        return cls(CategoryMapping.load(mapping_file, rubricator) if mapping_file else None, rubricator)
+
+    def __call__(self, shop_path: ShopPath | None, *, gender: str | None = None) -> int | None:
+        """The rubricator id for an offer's category path (and its gender, when the feed gives one), or None."""
+        segments = tuple(_segments(shop_path or ()))
+        category_id = self._resolve(segments, gender)
+        if category_id is None:
+            self.unmapped.record(segments or NO_CATEGORY)
+        return category_id
+
+    def resolve(self, shop_path: ShopPath | None, *, gender: str | None = None) -> int | None:
+        """As calling it, without counting an unmapped path."""
+        return self._resolve(tuple(_segments(shop_path or ())), gender)
+
+    def _resolve(self, segments: tuple[str, ...], gender: str | None) -> int | None:
+        if not segments:
+            return None
+        if self.mapping is not None and (category_id := self.mapping.map(segments)) is not None:
+            return category_id
+        return self._by_names(segments, gender_of(gender))
+
+    def _by_names_uncached(self, segments: tuple[str, ...], gender: str | None) -> int | None:
+        match = self.rubricator.match
+        gender = gender or next(filter(None, map(self._gender_named, reversed(segments))), None)
+        for i in reversed(range(len(segments))):
+            names = ([f"{segments[i - 1]} {segments[i]}"] if i else []) + [segments[i]]
+            if found := next(filter(None, (match(name, gender=gender) for name in names)), None):
+                return found.id
+        return None
+
+    def _gender_named(self, segment: str) -> str | None:
+        """The gender a path segment names: a word ("Женщинам", "Men") or a gendered category ("Мужская обувь")."""
+        category = self.rubricator.match(segment)
+        return gender_of(segment) or (category.gender if category is not None and category.gender != "unisex" else None)

@@ -21,11 +21,45 @@ import yaml
 GENDERS = frozenset({"women", "men", "unisex", "baby"})
 _NODE_KEYS = frozenset({"id", "name", "title", "aliases", "gender", "retired", "children"})
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_DASHES = re.compile(r"[-_\u2010-\u2015]")
+_APOSTROPHES = re.compile(r"['\u2019`]")
+
+# How feeds and shop category trees say whose garment it is (compared after `loose`), and the
+# words that make a name gendered, as the rubricator's aliases write them ("женские кроссовки",
+# "women's shoes", "пижама для малыша"). "Детский" means kids', which the rubricator has no
+# tree for, so it is no gender here.
+_GENDER_WORDS = {
+    "women": ("ж", "жен", "женский", "женская", "женское", "женские", "женщинам", "женщины", "для женщин")
+    + ("female", "woman", "women", "women's", "ladies"),
+    "men": ("м", "муж", "мужской", "мужская", "мужское", "мужские", "мужчинам", "мужчины", "для мужчин")
+    + ("male", "man", "men", "men's"),
+    "unisex": ("унисекс", "для всех", "unisex"),
+    "baby": ("новорожденным", "для новорожденных", "малышам", "для малышей", "младенцам")
+    + ("newborn", "newborns", "infant", "infants", "baby", "babies"),
+}
+_QUALIFIERS = {
+    "women": ("женские", "женская", "женский", "женское", "women's", "women"),
+    "men": ("мужские", "мужская", "мужской", "мужское", "men's", "men"),
+    "baby": ("для малыша", "для новорожденных", "детские", "детская", "детский", "детское", "baby"),
+}
 
 
 def normalize(text: str) -> str:
     """Fold case, ё to е and runs of whitespace, so that shops' spellings of one name compare equal."""
     return " ".join(text.casefold().replace("ё", "е").split())
+
+
+def loose(text: str) -> str:
+    """`normalize`, and dashes and underscores read as spaces, apostrophes dropped: "Men's T-Shirts" ~ "mens t shirts"."""
+    return " ".join(_APOSTROPHES.sub("", _DASHES.sub(" ", normalize(text))).split())
+
+
+_GENDER_OF = {loose(word): gender for gender, words in _GENDER_WORDS.items() for word in words}
+
+
+def gender_of(text: str | None) -> str | None:
+    """women, men, unisex or baby when the text names one ("Женский", "female", "Для новорожденных"), else None."""
+    return _GENDER_OF.get(loose(text)) if text else None
 
 
 class RubricatorError(ValueError):
@@ -51,6 +85,7 @@ class Rubricator:
         self._by_id: dict[int, Category] = {}
         self._children: dict[int | None, list[int]] = {}
         self._by_key: dict[str, int] = {}
+        self._by_loose_key: dict[str, int | None] = {}  # None: the loose form names two categories
         for category in categories:
             self._add(category, source)
 
@@ -89,9 +124,16 @@ class Rubricator:
                 other_name = self._by_id[other].name
                 raise RubricatorError(f"{source}: {key!r} of {category.name!r} already names {other_name!r}")
             self._by_key[normalized] = category.id
+            loose_key = loose(key)
+            known = self._by_loose_key.get(loose_key, category.id)
+            self._by_loose_key[loose_key] = category.id if known == category.id else None
 
     def get(self, key: int | str) -> Category:
-        """The category with this id, or with this name or alias (case, spacing and ё/е ignored)."""
+        """The category with this id, or with this name or alias.
+
+        Case, spacing and ё/е are ignored; so are dashes, underscores and apostrophes where that
+        still names one category ("Mens T-Shirts" is `mens-t-shirts`).
+        """
         if isinstance(key, bool) or not isinstance(key, (int, str)):
             raise TypeError(f"look categories up by integer id or by name, not by {key!r}")
         if isinstance(key, int):
@@ -101,8 +143,29 @@ class Rubricator:
         normalized = normalize(key)
         if normalized in self._by_key:
             return self._by_id[self._by_key[normalized]]
+        if (loose_id := self._by_loose_key.get(loose(key))) is not None:
+            return self._by_id[loose_id]
         close = difflib.get_close_matches(normalized, self._by_key, n=3)
         raise KeyError(f"no category named {key!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+
+    def match(self, name: str, *, gender: str | None = None) -> Category | None:
+        """The active category a shop's category name means, or None; never raises.
+
+        A name as `get` reads it. With a `gender` (women, men or baby), the name qualified by it
+        as the aliases are written wins over a category of another gender: "Кроссовки" for women
+        is "женские кроссовки", "Shoes" for men is "men's shoes". A bare "Shoes" names nothing:
+        the tree has women's shoes and men's shoes, and no shoes of nobody's.
+        """
+        plain = self._find(name)
+        if gender not in _QUALIFIERS or (plain is not None and plain.gender == gender):
+            return plain
+        forms = (*(f"{q} {name}" for q in _QUALIFIERS[gender]), *(f"{name} {q}" for q in _QUALIFIERS[gender]))
+        return next((c for c in map(self._find, forms) if c is not None and c.gender == gender), plain)
+
+    def _find(self, name: str) -> Category | None:
+        category_id = self._by_key.get(normalize(name), self._by_loose_key.get(loose(name)))
+        category = self._by_id.get(category_id) if category_id is not None else None
+        return category if category is not None and not category.retired else None
 
     def __contains__(self, key: object) -> bool:
         if isinstance(key, bool) or not isinstance(key, (int, str)):

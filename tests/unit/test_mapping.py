@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lookalike.mapping import CategoryMapping, MappingError, UnmappedReport, canonical_path
-from lookalike.taxonomy import Rubricator, load_rubricator
+from lookalike.mapping import Categorizer, CategoryMapping, MappingError, UnmappedReport, canonical_path
+from lookalike.taxonomy import Rubricator, gender_of, load_rubricator
 
 EXAMPLE_FILE = Path(__file__).parents[1] / "data" / "mapping_example.txt"
 
@@ -174,3 +174,120 @@ def test_mapping_with_report_counts_only_what_is_unmapped():
         if mapping.map(path) is None:
             report.record(path)
     assert report.most_common() == [("Женщинам / Юбки", 2)]
+
+
+# Matching shop names against the rubricator, and the Categorizer the indexer files offers with.
+
+
+def test_rubricator_lookup_reads_dashes_underscores_and_apostrophes_loosely():
+    rubricator = load_rubricator()
+    assert rubricator.get("Mens T-Shirts").name == "mens-t-shirts"
+    assert rubricator.get("MENS_T_SHIRTS").name == "mens-t-shirts"
+    assert rubricator.get("Women’s Shoes").name == "womens-shoes"
+    assert rubricator.get("платье рубашка") == rubricator.get("Платье-рубашка")
+
+
+def test_shoes_names_no_category_without_a_gender():
+    # Why a folder named "Shoes" was filed unmapped: not case (lookups fold it), but the tree has
+    # women's shoes and men's shoes and no shoes of nobody's, so "shoes" names no node.
+    rubricator = load_rubricator()
+    assert "Shoes" not in rubricator and "shoes" not in rubricator
+    assert rubricator.match("Shoes") is None
+    assert rubricator.match("Shoes", gender="men").name == "mens-shoes"
+    assert rubricator.match("SHOES", gender="women").name == "womens-shoes"
+    assert rubricator.match("Обувь", gender="women").name == "womens-shoes"
+    assert rubricator.match("Кроссовки", gender="men").name == "mens-sneakers"
+
+
+def test_match_prefers_the_gendered_name_and_skips_retired_nodes():
+    rubricator = load_rubricator()
+    assert rubricator.match("Платья").name == "dress"
+    assert rubricator.match("Платья", gender="men").name == "dress"  # nothing men's is called so: keep it
+    assert rubricator.match("Пижама", gender="baby").name == "baby-pyjamas"
+    assert rubricator.match("no such thing", gender="women") is None
+    retired = Rubricator.from_document(
+        {
+            "next_id": 3,
+            "categories": [
+                {"id": 1, "name": "bags", "title": "Bags", "children": [{"id": 2, "name": "tote-bag", "title": "T"}]},
+            ],
+        }
+    )
+    assert retired.match("Tote Bag").id == 2
+    retired = Rubricator.from_document(
+        {
+            "next_id": 3,
+            "categories": [
+                {
+                    "id": 1,
+                    "name": "bags",
+                    "title": "Bags",
+                    "children": [{"id": 2, "name": "tote-bag", "title": "T", "retired": True}],
+                }
+            ],
+        }
+    )
+    assert retired.match("Tote Bag") is None and retired.get("tote-bag").retired
+
+
+@pytest.mark.parametrize(
+    ("text", "gender"),
+    [
+        ("Женский", "women"),
+        ("female", "women"),
+        ("Women's", "women"),
+        ("  МУЖСКОЙ ", "men"),
+        ("male", "men"),
+        ("Унисекс", "unisex"),
+        ("для всех", "unisex"),
+        ("Для новорожденных", "baby"),
+        ("newborn", "baby"),
+        ("детский", None),
+        ("M", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_gender_of(text, gender):
+    assert gender_of(text) == gender
+
+
+def test_categorizer_tries_the_mapping_first_then_the_paths_names():
+    categorize = Categorizer(mapping_of("glob: */Платья/* => dress", "Обувь => womens-sneakers"))
+    assert categorize("Женщинам / Платья / Миди") == id_of("dress")  # the rule, though "платья миди" is an alias
+    assert categorize("Обувь") == id_of("womens-sneakers")
+    assert categorize("Распродажа / Платья / Миди") == id_of("dress")
+    assert categorize("Сумки / Платья") == id_of("dress")  # by name: the leaf first
+    assert categorize("Женская одежда / Новинки") == id_of("womens-clothing")  # a segment higher up
+
+
+def test_categorizer_by_names_alone():
+    categorize = Categorizer()
+    assert categorize("Женская одежда / Платья / Миди") == id_of("midi-dress")  # "платья миди"
+    assert categorize("Женщинам > Обувь > Кроссовки") == id_of("womens-sneakers")  # gender from the path
+    assert categorize("Мужская одежда / Джинсы") == id_of("mens-jeans")
+    assert categorize("Men > Clothing > T-Shirts") == id_of("mens-t-shirts")
+    assert categorize(["Shoes"], gender="male") == id_of("mens-shoes")  # gender from the offer
+    assert categorize("Apparel & Accessories / Shoes", gender="women") == id_of("womens-shoes")
+    assert categorize("Shoes") is None
+    assert categorize("Косметика / Помады") is None
+    assert categorize(None) is None and categorize(" / ") is None
+    assert categorize.unmapped.most_common() == [("(no category)", 2), ("Shoes", 1), ("Косметика / Помады", 1)]
+
+
+def test_categorizer_counts_unmapped_paths_most_frequent_first():
+    categorize = Categorizer.load(Path(__file__).parents[2] / "indexer" / "mappings" / "clothing.txt")
+    paths = ["dress", "Shoes", "SHOES ", "hat", "Hat", "hat", "Косметика", "t-shirt"]
+    assert [categorize(path) for path in paths] == [
+        id_of("dress"),
+        id_of("mens-shoes"),
+        id_of("mens-shoes"),
+        None,
+        None,
+        None,
+        None,
+        id_of("mens-t-shirts"),
+    ]
+    assert categorize.unmapped.most_common() == [("hat", 3), ("Косметика", 1)]
+    assert categorize.resolve("hat") is None and categorize.unmapped.total == 4  # resolve() counts nothing
+    assert Categorizer.load(None).mapping is None
