@@ -51,7 +51,8 @@ def test_served_scores_rescore_only_the_shortlist():
     shortlisted = served > -2
     np.testing.assert_allclose(served[shortlisted], exact[shortlisted], atol=1e-6)
     np.testing.assert_allclose(exact, served_scores(queries, catalogue, "cosine"), atol=1e-6)  # the shape cosine
-    assert ((served_scores(queries, catalogue, "served", shortlist=1, top_k=7) > -2).sum(axis=1) == 7).all()
+    only_shape = {"shape": 1.0, "color": 0.0}
+    assert ((served_scores(queries, catalogue, "served", only_shape, shortlist=1, top_k=7) > -2).sum(axis=1) == 7).all()
 
 
 def test_served_scores_fuse_the_weighted_vectors():
