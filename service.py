@@ -4,6 +4,7 @@
 
 Endpoints (their contract is published at /docs.json):
     POST /search                              photo -> items -> similar products per item
+    POST /search/item                         an item's `query` from /search -> products (other options)
     POST /detect                              photo -> items
     GET  /products/{shop}/{offer_id}/similar  a catalogue product -> similar products (stored vectors)
     GET  /categories                          the rubricator, for category filters
@@ -35,15 +36,17 @@ from PIL import Image
 
 from bentos.detector import Detector, split
 from bentos.embedder import Embedder
-from lookalike.api.errors import ApiError, JsonErrorMiddleware, install_error_handlers, unavailable
+from lookalike.api import tokens
+from lookalike.api.errors import ApiError, JsonErrorMiddleware, install_error_handlers, overloaded, unavailable
 from lookalike.api.filters import CatalogueValues
-from lookalike.api.inputs import Photo, parse_weights, read_detect, read_search, validate
+from lookalike.api.inputs import Photo, parse_weights, read_detect, read_json, read_search, validate
+from lookalike.api.limits import DecodeGate, GateBusy, GateTimeout
 from lookalike.api.metrics import stage
-from lookalike.api.openapi import error_responses, photo_body
+from lookalike.api.openapi import error_responses, json_body, photo_body
 from lookalike.api.requestid import RequestIdMiddleware, install_log_filter
 from lookalike.detection import Detection, frame_items, postprocess
 from lookalike.fetch import FetchError, ImageFetcher
-from lookalike.images import ImageError, decode_image
+from lookalike.images import MIN_PHOTO_SIDE, MODEL_SIDE, ImageError, open_image
 from lookalike.modelcard import DetectorCard, EmbedderCard
 from lookalike.schemas import (
     CategoriesResponse,
@@ -52,6 +55,8 @@ from lookalike.schemas import (
     DetectRequest,
     DetectResponse,
     Item,
+    ItemSearchRequest,
+    ItemSearchResponse,
     Product,
     SearchOptions,
     SearchRequest,
@@ -81,7 +86,10 @@ _IMAGE_STATUS = {
     "too_large": (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "image_too_large"),
     "unsupported": (HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_image"),
     "damaged": (HTTPStatus.UNPROCESSABLE_ENTITY, "damaged_image"),
+    "too_small": (HTTPStatus.UNPROCESSABLE_ENTITY, "image_too_small"),
 }
+# Bounds decoding across the worker's requests: memory (decoded pixels in flight), threads and time.
+DECODES = DecodeGate()
 
 
 @bentoml.service(name="lookalike", workers=1, traffic={"timeout": 60})
@@ -147,12 +155,34 @@ class Lookalike:
         ]
         vectors = await self._embed([picture.crop(f.box) for f in framed])
         hits = await self._search_store(vectors, weights, top_k, filters)
+        queries = [tokens.encode(shape, color) for shape, color in zip(vectors["shape"], vectors["color"])]
         return SearchResponse(
-            items=[Item(**item, products=[self._product(hit) for hit in found]) for item, found in zip(items, hits)],
+            items=[
+                Item(**item, products=[self._product(hit) for hit in found], query=query)
+                for item, found, query in zip(items, hits, queries)
+            ],
             width=picture.width,
             height=picture.height,
             took_ms=_since(started),
         )
+
+    @api.post(
+        "/search/item",
+        response_model=ItemSearchResponse,
+        summary="Search an item of an earlier search again, with other weights, filters or top_k",
+        responses=error_responses(400, 413, 415, 422, 503),
+        openapi_extra=json_body(ItemSearchRequest),
+    )
+    async def search_item(self, request: Request) -> ItemSearchResponse:
+        """No photo and no model call: the item's vectors travel in its `query` token."""
+        started = time.perf_counter()
+        request = await read_json(request, ItemSearchRequest)
+        top_k, weights, filters = await self._search_options(
+            validate(SearchOptions, request.model_dump(exclude={"query"}))
+        )
+        queries = tokens.decode(request.query, self.embedder_card.dims)
+        hits = await self._search_store(queries, weights, top_k, filters)
+        return ItemSearchResponse(products=[self._product(hit) for hit in hits[0]], took_ms=_since(started))
 
     @api.post(
         "/detect",
@@ -270,17 +300,30 @@ class Lookalike:
                     data = await self.fetcher.fetch(photo.url)
                 except FetchError as error:
                     raise ApiError(error.status, "image_url", str(error), field="image_url") from None
+        field = "image_url" if photo.url else "image"
         with stage("decode"):
             try:
-                return await asyncio.to_thread(
-                    decode_image,
+                opened = await asyncio.to_thread(  # the header only: the limits are checked before any pixel
+                    open_image,
                     data,
                     max_bytes=self.settings.max_upload_bytes,
                     max_pixels=self.settings.max_image_pixels,
+                    max_side=MODEL_SIDE,
+                    min_side=MIN_PHOTO_SIDE,
                 )
+                return await DECODES.run(opened.pixels, opened.decode)
             except ImageError as error:
                 status, code = _IMAGE_STATUS[error.problem]
-                raise ApiError(status, code, str(error), field="image_url" if photo.url else "image") from None
+                raise ApiError(status, code, str(error), field=field) from None
+            except GateBusy:
+                raise overloaded("the server is decoding too many photos") from None
+            except GateTimeout:
+                raise ApiError(
+                    HTTPStatus.UNPROCESSABLE_ENTITY,
+                    "image_too_complex",
+                    f"the image took over {DECODES.timeout_s:.0f} s to decode; send a baseline JPEG or a PNG",
+                    field=field,
+                ) from None
 
     async def _detect(self, picture: Image.Image) -> list[Detection]:
         with stage("detect"):

@@ -114,6 +114,19 @@ class SearchRequest(SearchOptions, ImageSource):
     )
 
 
+class ItemSearchRequest(SearchOptions):
+    """`POST /search/item`: an item of an earlier search, searched again with other options."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"query": "v1.AAAgPwAAgL8...", "weights": {"shape": 0, "color": 1}, "top_k": 20}]
+        },
+    )
+
+    query: str = Field(description="The item's `query` from a /search response of this server.", max_length=100_000)
+
+
 class DetectRequest(ImageSource):
     """`POST /detect` as JSON."""
 
@@ -173,6 +186,15 @@ class Item(DetectedItem):
         "whole photo and category and score are null."
     )
     products: list[Product] = Field(description="Best first.")
+    query: str = Field(
+        description="A token of this item's vectors: POST /search/item searches it again with other weights, "
+        "filters or top_k, with no photo and no model call."
+    )
+
+
+class ItemSearchResponse(BaseModel):
+    products: list[Product] = Field(description="Best first.")
+    took_ms: float
 
 
 class SearchResponse(BaseModel):

@@ -1,9 +1,9 @@
 """One error shape for every failure: ``{"error": code, "detail": message, "field": name-or-null}``.
 
 Client mistakes get the status that says whose move it is: 400 (malformed, or names something unknown),
-404, 413 (too big), 415 (not a format we read), 422 (a value of the wrong type or range), 503 with
-`Retry-After` (a part of the service is unreachable). Anything else is our bug: a 500 in the same shape,
-logged with its traceback and the request id.
+404, 408 (the body came too slowly), 413 (too big), 415 (not a format we read), 422 (a value of the wrong
+type or range), 503 with `Retry-After` (a part of the service is unreachable, or too busy). Anything else
+is our bug: a 500 in the same shape, logged with its traceback and the request id.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from lookalike.api.requestid import current_request_id
 from lookalike.schemas import ErrorResponse
@@ -55,6 +56,15 @@ def unavailable(what: str) -> ApiError:
     )
 
 
+def overloaded(what: str) -> ApiError:
+    return ApiError(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "overloaded",
+        f"{what}; retry in {RETRY_AFTER_S} s",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def error_response(
     status: int, code: str, detail: str, field: str | None = None, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
@@ -66,6 +76,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unexpected_error)
 
 
@@ -77,10 +88,11 @@ async def _api_error(request: Request, error: ApiError) -> JSONResponse:
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     first = error.errors()[0]
-    field = field_name(first.get("loc", ()))
+    field = field_name(first.get("loc", ()), from_request=True)
     detail = f"{field}: {first.get('msg', 'invalid value')}" if field else first.get("msg", "invalid request")
-    code = "invalid_json" if first.get("type") == "json_invalid" else "invalid_field"
-    status = HTTPStatus.BAD_REQUEST if code == "invalid_json" else HTTPStatus.UNPROCESSABLE_ENTITY
+    # As `lookalike.api.inputs.validate`: a value outside a closed list is an unknown value (400).
+    code = {"json_invalid": "invalid_json", "literal_error": "unknown_value"}.get(first.get("type"), "invalid_field")
+    status = HTTPStatus.UNPROCESSABLE_ENTITY if code == "invalid_field" else HTTPStatus.BAD_REQUEST
     return await _api_error(request, ApiError(status, code, detail, field=field))
 
 
@@ -89,6 +101,12 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     code = status.phrase.lower().replace(" ", "_").replace("-", "_")
     detail = error.detail if isinstance(error.detail, str) and error.detail != status.phrase else status.description
     return await _api_error(request, ApiError(status, code, detail, headers=error.headers))
+
+
+async def _client_disconnect(request: Request, error: ClientDisconnect) -> JSONResponse:
+    # The client hung up while sending its body: nobody reads the answer, and it is not our failure.
+    detail = "the client closed the connection before the request body arrived"
+    return await _api_error(request, ApiError(HTTPStatus.BAD_REQUEST, "bad_request", detail))
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
@@ -100,9 +118,12 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     )
 
 
-def field_name(location: tuple | list) -> str | None:
-    """`("body", "weights", "shape")` -> "weights.shape"; the top-level container names are dropped."""
-    parts = [str(part) for part in location if part not in ("body", "query", "path", "header", "form")]
+def field_name(location: tuple | list, *, from_request: bool = False) -> str | None:
+    """`("body", "weights", "shape")` -> "weights.shape". FastAPI's locations start with where the value
+    was (`from_request`): that part is dropped, since a field may itself be called "query"."""
+    parts = [str(part) for part in location]
+    if from_request and parts and parts[0] in ("body", "query", "path", "header", "cookie", "form"):
+        parts = parts[1:]
     return ".".join(parts) or None
 
 

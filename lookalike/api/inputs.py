@@ -2,11 +2,14 @@
 
 Multipart: the photo in the file field `image`, options as text fields (`weights` as JSON or as
 `shape:1,color:0.5`). JSON: `image_base64` or `image_url` plus the same options. Either way the
-body is cut off while it is read once it passes the limit (a 413, before it is all received).
+body is cut off while it is read once it passes the limit (a 413, before it is all received; at once
+when its Content-Length says so) or once it arrives too slowly (a 408, `lookalike.api.limits`); both
+answers close the connection, so the rest of the body is not read either.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -21,6 +24,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive
 
 from lookalike.api.errors import ApiError, field_name
+from lookalike.api.limits import BODY_GRACE_S, BODY_MIN_RATE
 from lookalike.schemas import DetectRequest, SearchOptions, SearchRequest, Weights
 
 Options = TypeVar("Options", bound=BaseModel)
@@ -30,6 +34,10 @@ _BODY_OVERHEAD = 64 * 1024
 # A text field of a form (the options) is never this long; longer is a mistake or an attack.
 _MAX_TEXT_FIELD = 16 * 1024
 _MAX_FORM_FIELDS = 32
+# The photo plus room for a client that sends an option as a file part, so the answer can say which.
+_MAX_FORM_FILES = 4
+# Answers given before the body was read to its end close the connection: the rest is not read.
+_CLOSE = {"Connection": "close"}
 _DATA_URL = re.compile(r"data:[\w/+.-]*;base64,", re.IGNORECASE)
 _WEIGHT_PAIR = re.compile(r"\s*(\w+)\s*:\s*([^,]+?)\s*")
 
@@ -54,6 +62,9 @@ async def read_detect(request: Request, max_bytes: int) -> Photo:
 async def _read(request: Request, max_bytes: int, json_model: type, form_model: type | None):
     kind = _content_kind(request)
     limit = _body_limit(max_bytes, base64_encoded=kind == "json")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
     capped = Request(request.scope, receive=_capped(request.receive, limit))
     if kind == "json":
         body = validate(json_model, _json_object(await capped.body()))
@@ -62,7 +73,7 @@ async def _read(request: Request, max_bytes: int, json_model: type, form_model: 
         )
         photo = Photo(url=body.image_url) if body.image_url is not None else Photo(data=_base64(body.image_base64))
         return photo, options
-    form = await capped.form(max_files=1, max_fields=_MAX_FORM_FIELDS, max_part_size=_MAX_TEXT_FIELD)
+    form = await capped.form(max_files=_MAX_FORM_FILES, max_fields=_MAX_FORM_FIELDS, max_part_size=_MAX_TEXT_FIELD)
     try:
         photo = Photo(data=await _form_image(form))
         fields = {key: value for key, value in form.multi_items() if key != "image"}
@@ -70,6 +81,14 @@ async def _read(request: Request, max_bytes: int, json_model: type, form_model: 
         return photo, options
     finally:
         await form.close()
+
+
+async def read_json(request: Request, model: type[Options], max_bytes: int = _BODY_OVERHEAD) -> Options:
+    """A JSON body of at most `max_bytes` as `model`, with the same errors as the photo routes."""
+    if _content_kind(request) != "json":
+        raise ApiError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json")
+    capped = Request(request.scope, receive=_capped(request.receive, max_bytes))
+    return validate(model, _json_object(await capped.body()))
 
 
 def validate(model: type[Options], data: object) -> Options:
@@ -122,16 +141,40 @@ def _body_limit(max_bytes: int, *, base64_encoded: bool) -> int:
 
 
 def _too_large(limit: int) -> ApiError:
-    return ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", f"the request body is over {limit} bytes")
+    return ApiError(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        "payload_too_large",
+        f"the request body is over {limit} bytes",
+        headers=_CLOSE,
+    )
 
 
-def _capped(receive: Receive, limit: int) -> Receive:
-    """`receive`, raising a 413 as soon as the body passes `limit` bytes."""
+def _too_slow(received: int, seconds: float) -> ApiError:
+    return ApiError(
+        HTTPStatus.REQUEST_TIMEOUT,
+        "request_timeout",
+        f"the request body arrived too slowly ({received} bytes in {seconds:.0f} s); after {BODY_GRACE_S:.0f} s "
+        f"it must arrive at {BODY_MIN_RATE} bytes a second or more",
+        headers=_CLOSE,
+    )
+
+
+def _capped(receive: Receive, limit: int, *, grace_s: float = BODY_GRACE_S, min_rate: float = BODY_MIN_RATE) -> Receive:
+    """`receive`, raising a 413 as soon as the body passes `limit` bytes, and a 408 when, after `grace_s`,
+    it has arrived at under `min_rate` bytes a second."""
     received = 0
+    started: float | None = None
 
     async def capped_receive() -> Message:
-        nonlocal received
-        message = await receive()
+        nonlocal received, started
+        loop = asyncio.get_running_loop()
+        if started is None:
+            started = loop.time()
+        try:
+            async with asyncio.timeout_at(started + grace_s + received / min_rate):
+                message = await receive()
+        except TimeoutError:
+            raise _too_slow(received, loop.time() - started) from None
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
@@ -144,7 +187,9 @@ def _capped(receive: Receive, limit: int) -> Receive:
 def _json_object(body: bytes) -> dict:
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except RecursionError:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_json", "the body is nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
         raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_json", f"the body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_json", "the body must be a JSON object")
@@ -165,6 +210,8 @@ def _base64(text: str) -> bytes:
 
 
 async def _form_image(form) -> bytes:
+    if len(form.getlist("image")) > 1:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_field", "send one photo in 'image', not several", field="image")
     upload = form.get("image")
     if isinstance(upload, UploadFile):
         return await upload.read()
@@ -199,4 +246,4 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
 
 
-__all__ = ["Photo", "Weights", "parse_weights", "read_detect", "read_search", "validate"]
+__all__ = ["Photo", "Weights", "parse_weights", "read_detect", "read_json", "read_search", "validate"]

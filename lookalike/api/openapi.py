@@ -60,6 +60,13 @@ def photo_body(json_model: type[BaseModel], form_options: type[BaseModel] | None
     }
 
 
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` for a route reading a JSON body of `model` by hand."""
+    schema = inline_schema(model)
+    content = {"schema": schema, "examples": _examples(schema)}
+    return {"requestBody": {"required": True, "content": {"application/json": content}}}
+
+
 def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
     """FastAPI `responses` for the error statuses a route can answer, all `ErrorResponse`."""
     described = {

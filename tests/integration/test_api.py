@@ -321,3 +321,36 @@ def test_oversized_bodies_are_413(server, photo):
     assert_error(as_json(server, {"image_base64": base64.b64encode(big).decode()}), 413, "payload_too_large")
     # The service is unharmed.
     assert multipart(server, photo, top_k=1).status_code == 200
+
+
+# --- an item searched again -----------------------------------------------------------------------
+
+
+def test_an_items_query_searches_it_again_without_the_photo(server, photo):
+    first = multipart(server, photo, top_k=5, weights="shape:1,color:0").json()["items"][0]
+    again = httpx.post(
+        f"{server}/search/item", json={"query": first["query"], "top_k": 5, "weights": {"shape": 1}}, timeout=30
+    )
+    assert again.status_code == 200, again.text
+    assert [p["offer_id"] for p in again.json()["products"]] == [p["offer_id"] for p in first["products"]]
+    np.testing.assert_allclose(
+        [p["score"] for p in again.json()["products"]], [p["score"] for p in first["products"]], atol=1e-5
+    )
+    by_color = httpx.post(
+        f"{server}/search/item", json={"query": first["query"], "top_k": 5, "weights": {"color": 1}}, timeout=30
+    ).json()["products"]
+    assert all(p["score"] == pytest.approx(p["color_score"], abs=1e-5) for p in by_color)
+    red = httpx.post(f"{server}/search/item", json={"query": first["query"], "color": "red"}, timeout=30).json()
+    assert red["products"] and all(p["color"] == "red" for p in red["products"])
+
+
+@pytest.mark.parametrize("query", ["nonsense", "v1.", "v1.AAAA", "v1.%%%"])
+def test_a_forged_query_is_a_422(server, query):
+    response = httpx.post(f"{server}/search/item", json={"query": query}, timeout=30)
+    assert_error(response, 422, "invalid_field", "query")
+
+
+def test_item_search_validates_like_search(server):
+    assert_error(httpx.post(f"{server}/search/item", json={"top_k": 3}, timeout=30), 422, "invalid_field", "query")
+    response = httpx.post(f"{server}/search/item", json={"query": "v1.AAAA", "gender": "Women"}, timeout=30)
+    assert_error(response, 400, "unknown_value", "gender")
