@@ -40,7 +40,7 @@ from lookalike.api import tokens
 from lookalike.api.errors import ApiError, JsonErrorMiddleware, install_error_handlers, overloaded, unavailable
 from lookalike.api.filters import CatalogueValues
 from lookalike.api.inputs import Photo, parse_weights, read_detect, read_json, read_search, validate
-from lookalike.api.limits import DecodeGate, GateBusy, GateTimeout
+from lookalike.api.limits import DecodeGate, GateBusy, GateTimeout, return_large_blocks
 from lookalike.api.metrics import stage
 from lookalike.api.openapi import error_responses, json_body, photo_body
 from lookalike.api.requestid import RequestIdMiddleware, install_log_filter
@@ -88,7 +88,7 @@ _IMAGE_STATUS = {
     "damaged": (HTTPStatus.UNPROCESSABLE_ENTITY, "damaged_image"),
     "too_small": (HTTPStatus.UNPROCESSABLE_ENTITY, "image_too_small"),
 }
-# Bounds decoding across the worker's requests: memory (decoded pixels in flight), threads and time.
+# Bounds decoding across the worker's requests: memory in flight, threads and time (lookalike.api.limits).
 DECODES = DecodeGate()
 
 
@@ -135,7 +135,7 @@ class Lookalike:
         "/search",
         response_model=SearchResponse,
         summary="Find the items in a photo and similar products for each",
-        responses=error_responses(400, 413, 415, 422, 503),
+        responses=error_responses(400, 408, 413, 415, 422, 503),
         openapi_extra=photo_body(SearchRequest, SearchOptions),
     )
     async def search(self, request: Request) -> SearchResponse:
@@ -188,7 +188,7 @@ class Lookalike:
         "/detect",
         response_model=DetectResponse,
         summary="Find the wardrobe items in a photo",
-        responses=error_responses(400, 404, 413, 415, 422, 503),
+        responses=error_responses(400, 404, 408, 413, 415, 422, 503),
         openapi_extra=photo_body(DetectRequest, None),
     )
     async def detect(self, request: Request) -> DetectResponse:
@@ -310,8 +310,9 @@ class Lookalike:
                     max_pixels=self.settings.max_image_pixels,
                     max_side=MODEL_SIDE,
                     min_side=MIN_PHOTO_SIDE,
+                    max_memory=DECODES.memory,
                 )
-                return await DECODES.run(opened.pixels, opened.decode)
+                return await DECODES.run(opened.memory, opened.decode)
             except ImageError as error:
                 status, code = _IMAGE_STATUS[error.problem]
                 raise ApiError(status, code, str(error), field=field) from None
@@ -410,6 +411,8 @@ class Lookalike:
         )
 
 
+# Decoded photos are large, short-lived blocks: have them unmapped when freed, or the worker's RSS ratchets up.
+return_large_blocks()
 # Outermost first: the request id is set before anything logs, and every error leaves as JSON.
 Lookalike.add_asgi_middleware(RequestIdMiddleware)
 Lookalike.add_asgi_middleware(JsonErrorMiddleware)

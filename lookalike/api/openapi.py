@@ -72,6 +72,7 @@ def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
     described = {
         400: "Malformed request, or a filter value the catalogue does not have (the detail lists the accepted ones).",
         404: "No such product.",
+        408: "The body arrived too slowly (under 8 KB/s after 10 s).",
         413: "The body or the photo is too large.",
         415: "Neither multipart nor JSON, or a photo in a format we do not read.",
         422: "A field has the wrong type or range, or the photo is damaged.",

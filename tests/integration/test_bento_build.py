@@ -73,7 +73,9 @@ def check_bento(bento: Path, bentofile: Path, store_models: set[str]) -> dict:
     src = bento / "src"
     shipped = {p.relative_to(ROOT) for folder in ("bentos", "lookalike") for p in (ROOT / folder).rglob("*.py")}
     shipped |= {Path("service.py"), Path("lookalike/data/rubricator.yaml")}
-    shipped |= {p.relative_to(ROOT) for p in (ROOT / "lookalike" / "web").iterdir() if p.suffix in {".html", ".js", ".css"}}
+    shipped |= {
+        p.relative_to(ROOT) for p in (ROOT / "lookalike" / "web").iterdir() if p.suffix in {".html", ".js", ".css"}
+    }
     missing = sorted(str(p) for p in shipped if not (src / p).is_file())
     assert not missing, f"missing from the bento: {missing}"
     for unwanted in ("training", "tests", "var", "indexer", "loadtests"):
