@@ -8,6 +8,7 @@ Endpoints (their contract is published at /docs.json):
     POST /detect                              photo -> items
     GET  /products/{shop}/{offer_id}/similar  a catalogue product -> similar products (stored vectors)
     GET  /categories                          the rubricator, for category filters
+    GET  /shops, DELETE /shops/{shop}         the catalogue's shops; removing one needs a write key
     GET  /healthz, /readyz, /metrics          BentoML's probes (readyz asks the store too) and Prometheus
 
 Request path: body (multipart or JSON; a URL fetched by `lookalike.fetch`) -> decode (4xx on bad
@@ -31,12 +32,13 @@ from typing import Annotated
 
 import bentoml
 import numpy as np
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from PIL import Image
 
 from bentos.detector import Detector, split
 from bentos.embedder import Embedder
 from lookalike.api import tokens
+from lookalike.api.auth import api_key_header, read_access, write_access
 from lookalike.api.errors import ApiError, JsonErrorMiddleware, install_error_handlers, overloaded, unavailable
 from lookalike.api.filters import CatalogueValues
 from lookalike.api.inputs import Photo, parse_weights, read_detect, read_json, read_search, validate
@@ -51,6 +53,7 @@ from lookalike.modelcard import DetectorCard, EmbedderCard
 from lookalike.schemas import (
     CategoriesResponse,
     CategoryNode,
+    DeletedShopResponse,
     DetectedItem,
     DetectRequest,
     DetectResponse,
@@ -61,6 +64,8 @@ from lookalike.schemas import (
     SearchOptions,
     SearchRequest,
     SearchResponse,
+    ShopsResponse,
+    ShopSummary,
     SimilarResponse,
     Weights,
 )
@@ -137,6 +142,7 @@ class Lookalike:
         summary="Find the items in a photo and similar products for each",
         responses=error_responses(400, 408, 413, 415, 422, 503),
         openapi_extra=photo_body(SearchRequest, SearchOptions),
+        dependencies=[Depends(read_access)],
     )
     async def search(self, request: Request) -> SearchResponse:
         """The photo as multipart (`image`) or JSON (`image_base64` or `image_url`), with the options."""
@@ -172,6 +178,7 @@ class Lookalike:
         summary="Search an item of an earlier search again, with other weights, filters or top_k",
         responses=error_responses(400, 413, 415, 422, 503),
         openapi_extra=json_body(ItemSearchRequest),
+        dependencies=[Depends(read_access)],
     )
     async def search_item(self, request: Request) -> ItemSearchResponse:
         """No photo and no model call: the item's vectors travel in its `query` token."""
@@ -190,6 +197,7 @@ class Lookalike:
         summary="Find the wardrobe items in a photo",
         responses=error_responses(400, 404, 408, 413, 415, 422, 503),
         openapi_extra=photo_body(DetectRequest, None),
+        dependencies=[Depends(read_access)],
     )
     async def detect(self, request: Request) -> DetectResponse:
         """The items in the photo (multipart `image`, or JSON): boxes, categories and scores, best first."""
@@ -212,6 +220,7 @@ class Lookalike:
         response_model=SimilarResponse,
         summary="Products similar to a catalogue product (no photo, no model call)",
         responses=error_responses(400, 404, 422, 503),
+        dependencies=[Depends(read_access)],
     )
     async def similar(
         self,
@@ -253,6 +262,34 @@ class Lookalike:
         return SimilarResponse(
             product=self._product(itself), products=[self._product(hit) for hit in hits[0]], took_ms=_since(started)
         )
+
+    @api.get(
+        "/shops",
+        response_model=ShopsResponse,
+        summary="The shops in the catalogue and their product counts",
+        responses=error_responses(401, 403, 503),
+        dependencies=[Depends(read_access)],
+    )
+    async def shops(self) -> ShopsResponse:
+        def summarise(store) -> list[ShopSummary]:
+            return [ShopSummary(shop=shop, offers=store.count(shop)) for shop in store.distinct("shop")]
+
+        return ShopsResponse(shops=await self._store_call(summarise))
+
+    @api.delete(
+        "/shops/{shop}",
+        response_model=DeletedShopResponse,
+        summary="Remove a shop and all its products from the catalogue (needs a write key)",
+        responses=error_responses(401, 403, 404, 503),
+        dependencies=[Depends(write_access), Depends(api_key_header)],
+    )
+    async def delete_shop(self, shop: Annotated[str, Path(description="The shop to remove.")]) -> DeletedShopResponse:
+        deleted = await self._store_call(lambda store: store.delete_shop(shop))
+        if not deleted:
+            raise ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no products of shop {shop!r} in the catalogue")
+        self.catalogue_values.forget()
+        log.warning("deleted shop %r: %d products", shop, deleted)
+        return DeletedShopResponse(shop=shop, deleted=deleted)
 
     @api.get("/categories", response_model=CategoriesResponse, summary="The rubricator: categories filters accept")
     async def categories(self) -> CategoriesResponse:

@@ -225,6 +225,20 @@ class CategoriesResponse(BaseModel):
     categories: list[CategoryNode] = Field(description="The rubricator's top-level categories with their subtrees.")
 
 
+class ShopSummary(BaseModel):
+    shop: str
+    offers: int = Field(description="Products of this shop in the catalogue.")
+
+
+class ShopsResponse(BaseModel):
+    shops: list[ShopSummary] = Field(description="Every shop in the catalogue, by name.")
+
+
+class DeletedShopResponse(BaseModel):
+    shop: str
+    deleted: int = Field(description="Products removed from the catalogue.")
+
+
 class ErrorResponse(BaseModel):
     """Every error has this shape, whatever the status."""
 

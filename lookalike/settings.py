@@ -94,6 +94,14 @@ class Settings(BaseSettings):
         '(JSON list, e.g. ["127.0.0.1"]); for tests and in-cluster image stores.',
     )
 
+    # Access (`lookalike.api.auth`): keys in X-API-Key or Authorization: Bearer.
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys that may change data (DELETE /shops/{shop}); none: such endpoints refuse everyone.",
+    )
+    read_keys_required: bool = Field(False, description="Searches need a key too (read_api_keys or api_keys).")
+    read_api_keys: list[SecretStr] = Field(default_factory=list, description="Keys that may search (JSON list).")
+
     # Browsers: origins allowed to call the API from their pages (CORS), e.g. ["https://shop.example"].
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (JSON list).")
 

@@ -34,6 +34,11 @@ class CatalogueValues:
             self._cache[field] = (now, values)
         return values
 
+    def forget(self) -> None:
+        """Drop what was read: the catalogue changed in this process."""
+        with self._lock:
+            self._cache.clear()
+
     def check(self, field: str, value: str | None) -> str | None:
         """`value` if the catalogue has it (or it is None); else a 400 naming the field and what it accepts."""
         if value is None:

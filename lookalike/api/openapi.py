@@ -71,7 +71,9 @@ def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
     """FastAPI `responses` for the error statuses a route can answer, all `ErrorResponse`."""
     described = {
         400: "Malformed request, or a filter value the catalogue does not have (the detail lists the accepted ones).",
-        404: "No such product.",
+        401: "No API key given (X-API-Key or Authorization: Bearer).",
+        403: "This API key may not do this.",
+        404: "No such product or shop.",
         408: "The body arrived too slowly (under 8 KB/s after 10 s).",
         413: "The body or the photo is too large.",
         415: "Neither multipart nor JSON, or a photo in a format we do not read.",

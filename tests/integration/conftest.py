@@ -25,9 +25,10 @@ from tests.conftest import ROOT, free_port, run_python
 
 MAX_UPLOAD_BYTES = 300_000
 PHOTOS_PER_CLASS = 4
-PASTED = ("pants", "t-shirt", "shoes")
+PASTED = ("pants", "t-shirt", "shoes")  # classes of the photos pasted side by side into one (`compose`)
 SHOP = "test-shop"
-CORS_ORIGIN = "https://shop.example"  # classes of the photos pasted side by side into one (`compose`)
+CORS_ORIGIN = "https://shop.example"
+WRITE_KEY = "test-write-key"
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +45,7 @@ def server(model_env, catalogue, tmp_path_factory) -> Iterator[str]:
         # The tests' own image server runs on 127.0.0.1; "localhost" stays refused, as any loopback host.
         "LOOKALIKE_FETCH_ALLOWED_HOSTS": '["127.0.0.1"]',
         "LOOKALIKE_CORS_ORIGINS": f'["{CORS_ORIGIN}"]',
+        "LOOKALIKE_API_KEYS": f'["{WRITE_KEY}"]',
     }
     with serve(model_env, catalogue, tmp_path_factory.mktemp("service"), settings, priced=True) as url:
         yield url

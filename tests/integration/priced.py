@@ -18,6 +18,7 @@ from lookalike.settings import get_settings
 from lookalike.store import open_store
 
 COLORS = ("black", "red", "blue")
+DOOMED_SHOP, DOOMED_OFFERS = "doomed-shop", 2
 
 
 def offer_ids(catalogue: Path) -> list[str]:
@@ -44,9 +45,11 @@ def main(catalogue: Path, shop: str) -> None:
             item.offer.model_copy(update={"price": price_of(i), "currency": currency_of(i), "color": color_of(i)})
             for i, item in enumerate(stored)
         ]
-        store.upsert(
-            offers, np.stack([s.vectors["shape"] for s in stored]), np.stack([s.vectors["color"] for s in stored])
-        )
+        shape, color = np.stack([s.vectors["shape"] for s in stored]), np.stack([s.vectors["color"] for s in stored])
+        store.upsert(offers, shape, color)
+        # A second, tiny shop for the tests that delete one.
+        doomed = [offer.model_copy(update={"shop": DOOMED_SHOP}) for offer in offers[:DOOMED_OFFERS]]
+        store.upsert(doomed, shape[:DOOMED_OFFERS], color[:DOOMED_OFFERS])
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.integration.conftest import CORS_ORIGIN, SHOP
-from tests.integration.priced import color_of, currency_of, offer_ids, price_of
+from tests.integration.conftest import CORS_ORIGIN, SHOP, WRITE_KEY
+from tests.integration.priced import DOOMED_OFFERS, DOOMED_SHOP, color_of, currency_of, offer_ids, price_of
 
 pytestmark = pytest.mark.slow
 
@@ -354,3 +354,24 @@ def test_item_search_validates_like_search(server):
     assert_error(httpx.post(f"{server}/search/item", json={"top_k": 3}, timeout=30), 422, "invalid_field", "query")
     response = httpx.post(f"{server}/search/item", json={"query": "v1.AAAA", "gender": "Women"}, timeout=30)
     assert_error(response, 400, "unknown_value", "gender")
+
+
+# --- shops and keys -------------------------------------------------------------------------------
+
+
+def test_shops_are_listed_and_deleting_one_needs_a_write_key(server):
+    shops = {s["shop"]: s["offers"] for s in httpx.get(f"{server}/shops", timeout=10).json()["shops"]}
+    assert shops[DOOMED_SHOP] == DOOMED_OFFERS and shops[SHOP] > DOOMED_OFFERS
+    url = f"{server}/shops/{DOOMED_SHOP}"
+    assert_error(httpx.delete(url, timeout=10), 401, "unauthorized", says="API key")
+    assert_error(httpx.delete(url, headers={"X-API-Key": "guess"}, timeout=10), 403, "forbidden")
+    assert_error(
+        httpx.delete(f"{server}/shops/no-such-shop", headers={"X-API-Key": WRITE_KEY}, timeout=10), 404, "not_found"
+    )
+    deleted = httpx.delete(url, headers={"Authorization": f"Bearer {WRITE_KEY}"}, timeout=10)
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json() == {"shop": DOOMED_SHOP, "deleted": DOOMED_OFFERS}
+    shops = {s["shop"] for s in httpx.get(f"{server}/shops", timeout=10).json()["shops"]}
+    assert DOOMED_SHOP not in shops and SHOP in shops
+    response = as_json(server, {"image_url": "http://127.0.0.1:1/x.jpg", "shop": DOOMED_SHOP})
+    assert_error(response, 400, "unknown_value", "shop")
