@@ -37,7 +37,7 @@ PREVIOUS := $(VAR)/previous
 CATALOG := $(VAR)/.demo-catalog
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-full container bench-engines browser model train train-gpu finetune train-heldout train-detector train-detector-gpu report report-detector demo-catalog demo test test-fast bench loadtest clean
+.PHONY: help install install-full container bench-engines bench-indexer browser model train train-gpu finetune train-heldout train-detector train-detector-gpu report report-detector demo-catalog demo test test-fast bench loadtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -170,6 +170,9 @@ test-fast: $(INSTALLED)  ## run the tests not marked slow
 
 bench: $(SERVE_INSTALLED)  ## vector-store benchmark at 100K points (upsert rate, p50/p99, recall@10)
 	$(BIN)/python -m loadtests.bench_store --points 100000
+
+bench-indexer: $(SERVE_INSTALLED)  ## the indexer end to end: 1,000 images over HTTP (50 ms each), then the unchanged re-run
+	$(BIN)/python -m loadtests.bench_indexer --out $(VAR)/reports/indexer
 
 bench-engines: $(INSTALLED)  ## inference engines per model and batch size against torch eager (table + Markdown)
 	$(BIN)/python -m loadtests.bench_engines

@@ -22,6 +22,15 @@ Failures raise `FetchError`, whose `status` is the HTTP status the API should an
 - 422: the remote end failed us: an error status, too many redirects, no such host, unreachable,
   or the whole fetch took longer than `timeout_s`. A 4xx rather than a 5xx because the URL the
   client gave is what does not work, not this service.
+
+Its `reason` says what happened in a few fixed words, for counting failures ("refused", "HTTP 404",
+"timeout", ...), and `retryable` whether trying again later may succeed: a timeout, a connection
+that failed, or the server answering 5xx, 408 or 429. A refusal, a 4xx, an oversized body or a
+page that is not an image will fail again.
+
+`ImageFetcher.fetch` returns the bytes; `ImageFetcher.fetch_conditional` revalidates a copy the
+caller keeps (the indexer's image cache) with If-None-Match / If-Modified-Since, and says whether
+the server answered 304 Not Modified.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -62,12 +72,36 @@ HEADERS = {
 }
 
 
-class FetchError(ValueError):
-    """An image URL could not be fetched; `status` is the HTTP status to answer, the message what to fix."""
+# 4xx statuses a later try may get past (request timeout, too many requests); 5xx are retryable too.
+RETRYABLE_STATUSES = frozenset({408, 429})
 
-    def __init__(self, status: int, message: str) -> None:
+
+class FetchError(ValueError):
+    """An image URL could not be fetched; `status` is the HTTP status to answer, the message what to fix.
+
+    `reason`: what happened, in a few fixed words (see the module docstring); `retryable`: whether
+    trying again later may succeed.
+    """
+
+    def __init__(self, status: int, message: str, *, reason: str | None = None, retryable: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason or _REASONS.get(status, "failed")
+        self.retryable = retryable
+
+
+_REASONS = {400: "refused", 413: "too large", 415: "not an image", 422: "failed"}
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What `ImageFetcher.fetch_conditional` got: the body (b"" when `not_modified`) and the validators
+    the server sent with it, for the next revalidation."""
+
+    content: bytes
+    not_modified: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 def normalise_host(host: str) -> str:
@@ -107,7 +141,9 @@ async def resolve(host: str, port: int) -> list[str]:
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
-        raise FetchError(422, f"image_url host {host!r} does not resolve ({error.strerror}); check the URL") from None
+        raise FetchError(
+            422, f"image_url host {host!r} does not resolve ({error.strerror}); check the URL", reason="no such host"
+        ) from None
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 
@@ -188,8 +224,8 @@ class PinnedStream(httpx.AsyncByteStream):
 class PinnedTransport(httpx.AsyncBaseTransport):
     """An httpx transport whose connections all go through `PinnedBackend`."""
 
-    def __init__(self, backend: PinnedBackend) -> None:
-        limits = httpx.Limits()  # httpx's defaults, not httpcore's 10 connections
+    def __init__(self, backend: PinnedBackend, limits: httpx.Limits | None = None) -> None:
+        limits = limits or httpx.Limits()  # httpx's defaults, not httpcore's 10 connections
         self.pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(),
             max_connections=limits.max_connections,
@@ -247,7 +283,9 @@ def redirect_target(response: httpx.Response) -> httpx.URL:
         return response.url.join(location)
     except httpx.InvalidURL:
         raise FetchError(
-            422, f"image_url redirects to {location!r}, which is not a URL; give the image's own URL"
+            422,
+            f"image_url redirects to {location!r}, which is not a URL; give the image's own URL",
+            reason="bad redirect",
         ) from None
 
 
@@ -283,13 +321,15 @@ class ImageFetcher:
         max_redirects: int = 3,
         max_bytes: int = 15 * 1024 * 1024,
         allowed_hosts: Iterable[str] = (),
+        limits: httpx.Limits | None = None,
     ) -> None:
+        """`limits`: the connection pool's (httpx's defaults: 100 connections, 20 kept alive)."""
         self.timeout_s = timeout_s
         self.max_redirects = max_redirects
         self.max_bytes = max_bytes
         # trust_env=False: a proxy from HTTP(S)_PROXY would do its own lookup and connect, unchecked.
         self.client = httpx.AsyncClient(
-            transport=PinnedTransport(PinnedBackend(allowed_hosts)),
+            transport=PinnedTransport(PinnedBackend(allowed_hosts), limits),
             headers=HEADERS,
             timeout=timeout_s,
             follow_redirects=False,
@@ -297,43 +337,76 @@ class ImageFetcher:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ImageFetcher:
+    def from_settings(cls, settings: Settings, *, limits: httpx.Limits | None = None) -> ImageFetcher:
         return cls(
             timeout_s=settings.fetch_timeout_s,
             max_redirects=settings.fetch_max_redirects,
             max_bytes=settings.max_upload_bytes,
             allowed_hosts=settings.fetch_allowed_hosts,
+            limits=limits,
         )
 
     async def fetch(self, url: str) -> bytes:
         """The bytes served at `url`, within one `timeout_s` for all hops and the body; raises `FetchError`."""
+        return (await self.fetch_conditional(url)).content
+
+    async def fetch_conditional(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> Fetched:
+        """As `fetch`, revalidating a copy the caller holds: with `etag` or `last_modified` (from an earlier
+        `Fetched`) the request carries If-None-Match / If-Modified-Since, and a 304 comes back as
+        `not_modified` with no body. Without them this is `fetch`, with the validators of the answer."""
+        headers = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await self.follow(checked_url(url))
+                return await self.follow(checked_url(url), headers)
         except (TimeoutError, httpx.TimeoutException):
             raise FetchError(
-                422, f"image_url took longer than {self.timeout_s:g} s to fetch; try another URL"
+                422,
+                f"image_url took longer than {self.timeout_s:g} s to fetch; try another URL",
+                reason="timeout",
+                retryable=True,
             ) from None
         except httpx.HTTPError as error:
-            raise FetchError(422, f"image_url could not be fetched ({error}); check the URL") from None
+            raise FetchError(
+                422,
+                f"image_url could not be fetched ({error}); check the URL",
+                reason="connection failed",
+                retryable=isinstance(error, httpx.TransportError),
+            ) from None
 
-    async def follow(self, url: httpx.URL) -> bytes:
+    async def follow(self, url: httpx.URL, headers: dict[str, str] | None = None) -> Fetched:
         """Fetch `url`, following at most `max_redirects` redirects, each target checked as `url` was."""
         for _ in range(self.max_redirects + 1):
-            async with self.client.stream("GET", url) as response:
-                if not response.is_redirect:
+            async with self.client.stream("GET", url, headers=headers) as response:
+                if not response.has_redirect_location:  # a 304 is a 3xx too, without a Location
                     return await self.read(response)
                 url = checked_url(redirect_target(response))
-        raise FetchError(422, f"image_url redirects more than {self.max_redirects} times; give the image's own URL")
+        raise FetchError(
+            422,
+            f"image_url redirects more than {self.max_redirects} times; give the image's own URL",
+            reason="too many redirects",
+        )
 
-    async def read(self, response: httpx.Response) -> bytes:
+    async def read(self, response: httpx.Response) -> Fetched:
+        validators = {"etag": response.headers.get("ETag"), "last_modified": response.headers.get("Last-Modified")}
+        if response.status_code == httpx.codes.NOT_MODIFIED:
+            return Fetched(b"", not_modified=True, **validators)
         if not response.is_success:
+            status = response.status_code
             raise FetchError(
-                422, f"image_url answered HTTP {response.status_code} {response.reason_phrase}; check the URL"
+                422,
+                f"image_url answered HTTP {status} {response.reason_phrase}; check the URL",
+                reason=f"HTTP {status}",
+                retryable=status >= 500 or status in RETRYABLE_STATUSES,
             )
         check_content_type(response)
         check_declared_length(response, self.max_bytes)
-        return await read_limited(response, self.max_bytes)
+        return Fetched(await read_limited(response, self.max_bytes), **validators)
 
     async def aclose(self) -> None:
         await self.client.aclose()

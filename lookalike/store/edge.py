@@ -39,22 +39,26 @@ from qdrant_edge import (
     HnswIndexConfig,
     MatchValue,
     PayloadSchemaType,
+    PayloadSelector,
     Point,
     QuantizationSearchParams,
     Query,
     QueryBatchRequest,
     QueryRequest,
     RangeFloat,
+    ScrollRequest,
     SearchParams,
     UpdateOperation,
 )
 
 from lookalike.catalog import Offer
 from lookalike.store import (
+    CONTENT_HASH,
     FULL_SCAN_THRESHOLD_KB,
     HNSW_EF_CONSTRUCT,
     HNSW_M,
     PAYLOAD_INDEXES,
+    SCROLL_PAGE,
     VECTORS,
     Dims,
     Filters,
@@ -65,7 +69,6 @@ from lookalike.store import (
     _check_distinct,
     _describe_dims,
     _match_conditions,
-    _payload,
     _Point,
     _price_range,
     _selective,
@@ -184,14 +187,24 @@ class EdgeStore(_Store):
             raise RuntimeError(f"the store at {self.path} is closed")
         return self._shard
 
-    def upsert(self, offers: Sequence[Offer], shape: np.ndarray, color: np.ndarray) -> None:
+    def upsert(
+        self,
+        offers: Sequence[Offer],
+        shape: np.ndarray,
+        color: np.ndarray,
+        *,
+        content_hashes: Sequence[str | None] | None = None,
+    ) -> None:
         shape, color = self._vectors(offers, shape, color)
+        payloads = self._payloads(offers, content_hashes)
         shard = self._live()
         for start in range(0, len(offers), self.upsert_batch_size):
             stop = start + self.upsert_batch_size
             points = [
-                Point(point_id(offer.shop, offer.offer_id), {"shape": s, "color": c}, _payload(offer))
-                for offer, s, c in zip(offers[start:stop], shape[start:stop], color[start:stop], strict=True)
+                Point(point_id(offer.shop, offer.offer_id), {"shape": s, "color": c}, payload)
+                for offer, s, c, payload in zip(
+                    offers[start:stop], shape[start:stop], color[start:stop], payloads[start:stop], strict=True
+                )
             ]
             shard.update(UpdateOperation.upsert_points(points))
 
@@ -246,10 +259,43 @@ class EdgeStore(_Store):
     def distinct(self, field: str, limit: int = 10_000) -> list[str]:
         _check_distinct(field, limit)
         response = self._live().facet(FacetRequest(key=field, limit=limit, exact=True))
-        return sorted(str(hit.value) for hit in response)
+        # An exact facet still lists a value whose points were all deleted, with a count of 0.
+        return sorted(str(hit.value) for hit in response if hit.count > 0)
 
-    def count(self) -> int:
-        return self._live().count(CountRequest(exact=True))
+    def content_hashes(self, shop: str) -> dict[str, str | None]:
+        shard = self._live()
+        found: dict[str, str | None] = {}
+        offset = None
+        while True:
+            records, offset = shard.scroll(
+                ScrollRequest(
+                    offset=offset,
+                    limit=SCROLL_PAGE,
+                    filter=_filter(Filters(shop=shop)),
+                    with_payload=PayloadSelector.Include(["offer_id", CONTENT_HASH]),
+                    with_vector=False,
+                )
+            )
+            found.update((record.payload["offer_id"], record.payload.get(CONTENT_HASH)) for record in records)
+            if offset is None:
+                return found
+
+    def delete_offers(self, shop: str, offer_ids: Sequence[str]) -> None:
+        shard = self._live()
+        for start in range(0, len(offer_ids), self.upsert_batch_size):
+            ids = [point_id(shop, offer_id) for offer_id in offer_ids[start : start + self.upsert_batch_size]]
+            shard.update(UpdateOperation.delete_points(ids))
+
+    def delete_shop(self, shop: str) -> int:
+        shard = self._live()
+        count = self.count(shop)
+        log.warning("deleting the %d offers of shop %r from the Qdrant Edge store at %s", count, shop, self.path)
+        shard.update(UpdateOperation.delete_points_by_filter(_filter(Filters(shop=shop))))
+        return count
+
+    def count(self, shop: str | None = None) -> int:
+        query_filter = _filter(Filters(shop=shop)) if shop is not None else None
+        return self._live().count(CountRequest(filter=query_filter, exact=True))
 
     def clear(self) -> None:
         """Delete every point (the folder, schema and indexes stay). Says how many first."""

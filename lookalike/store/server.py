@@ -20,10 +20,12 @@ from qdrant_client import QdrantClient, models
 
 from lookalike.catalog import Offer
 from lookalike.store import (
+    CONTENT_HASH,
     FULL_SCAN_THRESHOLD_KB,
     HNSW_EF_CONSTRUCT,
     HNSW_M,
     PAYLOAD_INDEXES,
+    SCROLL_PAGE,
     VECTORS,
     Dims,
     Filters,
@@ -32,7 +34,6 @@ from lookalike.store import (
     _check_dims,
     _check_distinct,
     _match_conditions,
-    _payload,
     _Point,
     _price_range,
     _selective,
@@ -147,15 +148,23 @@ class ServerStore(_Store):
             raise RuntimeError(f"the store for collection {self.collection!r} is closed")
         return self.client
 
-    def upsert(self, offers: Sequence[Offer], shape: np.ndarray, color: np.ndarray) -> None:
+    def upsert(
+        self,
+        offers: Sequence[Offer],
+        shape: np.ndarray,
+        color: np.ndarray,
+        *,
+        content_hashes: Sequence[str | None] | None = None,
+    ) -> None:
         shape, color = self._vectors(offers, shape, color)
+        payloads = self._payloads(offers, content_hashes)
         points = (
             models.PointStruct(
                 id=point_id(offer.shop, offer.offer_id),
                 vector={"shape": s.tolist(), "color": c.tolist()},
-                payload=_payload(offer),
+                payload=payload,
             )
-            for offer, s, c in zip(offers, shape, color, strict=True)
+            for offer, s, c, payload in zip(offers, shape, color, payloads, strict=True)
         )
         self._live().upload_points(
             self.collection, points, batch_size=self.upsert_batch_size, max_retries=self.max_retries, wait=True
@@ -214,8 +223,41 @@ class ServerStore(_Store):
         response = self._live().facet(self.collection, key=field, limit=limit, exact=True)
         return sorted(str(hit.value) for hit in response.hits)
 
-    def count(self) -> int:
-        return self._live().count(self.collection, exact=True).count
+    def content_hashes(self, shop: str) -> dict[str, str | None]:
+        client = self._live()
+        found: dict[str, str | None] = {}
+        offset = None
+        while True:
+            records, offset = client.scroll(
+                self.collection,
+                scroll_filter=_filter(Filters(shop=shop)),
+                limit=SCROLL_PAGE,
+                offset=offset,
+                with_payload=["offer_id", CONTENT_HASH],
+                with_vectors=False,
+            )
+            found.update((record.payload["offer_id"], record.payload.get(CONTENT_HASH)) for record in records)
+            if offset is None:
+                return found
+
+    def delete_offers(self, shop: str, offer_ids: Sequence[str]) -> None:
+        client = self._live()
+        for start in range(0, len(offer_ids), self.upsert_batch_size):
+            ids = [point_id(shop, offer_id) for offer_id in offer_ids[start : start + self.upsert_batch_size]]
+            client.delete(self.collection, points_selector=models.PointIdsList(points=ids), wait=True)
+
+    def delete_shop(self, shop: str) -> int:
+        client = self._live()
+        count = self.count(shop)
+        log.warning("deleting the %d offers of shop %r from Qdrant collection %r", count, shop, self.collection)
+        client.delete(
+            self.collection, points_selector=models.FilterSelector(filter=_filter(Filters(shop=shop))), wait=True
+        )
+        return count
+
+    def count(self, shop: str | None = None) -> int:
+        query_filter = _filter(Filters(shop=shop)) if shop is not None else None
+        return self._live().count(self.collection, count_filter=query_filter, exact=True).count
 
     def clear(self) -> None:
         """Delete every point; the collection, its schema and indexes stay. Says how many first."""

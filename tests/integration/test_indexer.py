@@ -1,71 +1,295 @@
-"""The indexer CLI on real parts: the exported embedder and the embedded Qdrant engine."""
+"""The indexer CLI on real parts: the shipped models, the embedded Qdrant engine, a catalogue served
+over HTTP on 127.0.0.1, `kill -9`, and deployed model services (`bentoml serve`)."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from loadtests.bench_indexer import ImageServer, jpeg, make_catalogue, write_yml
+from lookalike.store.edge import EdgeStore
 from lookalike.synthetic import write_catalogue
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
+from tests.integration.conftest import wait_until_ready
 
 pytestmark = pytest.mark.slow
+MAPPING = ROOT / "indexer" / "mappings" / "clothing.txt"
+DIMS = {"shape": 128, "color": 128}
 
 
-def index(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+def indexer(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "indexer", "folder", *args],
+        [sys.executable, "-m", "indexer", *args],
         check=False,
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
 
 
-def test_damaged_images_are_reported_and_the_rest_indexed(model_env, tmp_path):
-    catalogue = tmp_path / "catalogue"
-    write_catalogue(catalogue, per_class=2, seed=3, size=96, categories=["dress", "skirt"])
-    (catalogue / "dress" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    mapping = tmp_path / "mapping.txt"
-    mapping.write_text("dress => midi-dress\n")  # skirt stays unmapped on purpose
-    env = {**model_env, "LOOKALIKE_STORE_PATH": str(tmp_path / "store")}
-    result = index([str(catalogue), "--shop", "s", "--mapping", str(mapping)], env)
-    assert result.returncode == 0, result.stderr
-    assert "indexed 4 offers, 1 failed" in result.stderr
-    assert "skipped s/dress/broken" in result.stderr
-    assert "| skirt | 2 |" in result.stderr  # the unmapped report
+@pytest.fixture
+def env(model_env, tmp_path) -> dict[str, str]:
+    # The tests' image server runs on 127.0.0.1: the fetcher refuses loopback hosts not listed here.
+    return {
+        **model_env,
+        "LOOKALIKE_STORE_PATH": str(tmp_path / "store"),
+        "LOOKALIKE_FETCH_ALLOWED_HOSTS": '["127.0.0.1"]',
+    }
 
-    again = index([str(catalogue), "--shop", "s", "--mapping", str(mapping)], env)
-    assert "the store holds 4 points" in again.stderr  # re-indexing overwrites, never duplicates
+
+def status(env: dict[str, str]) -> dict:
+    result = indexer(["status", "--json"], env)
+    assert result.returncode == 0, result.stderr
+    return {shop["shop"]: shop for shop in json.loads(result.stdout)["shops"]}
+
+
+def snapshot(store_path: Path, shop: str) -> dict[str, tuple]:
+    """Every offer of `shop`: (payload as an Offer, content hash, shape vector, colour vector)."""
+    with EdgeStore(store_path, dims=DIMS) as store:
+        hashes = store.content_hashes(shop)
+        stored = {offer_id: store.vectors_of(shop, offer_id) for offer_id in hashes}
+    return {
+        offer_id: (item.offer, hashes[offer_id], item.vectors["shape"], item.vectors["color"])
+        for offer_id, item in stored.items()
+    }
+
+
+def assert_same_index(found: dict[str, tuple], expected: dict[str, tuple]) -> None:
+    assert sorted(found) == sorted(expected)
+    for offer_id, (offer, content_hash, shape, color) in expected.items():
+        assert found[offer_id][:2] == (offer, content_hash), offer_id
+        np.testing.assert_allclose(found[offer_id][2], shape, atol=1e-6)
+        np.testing.assert_allclose(found[offer_id][3], color, atol=1e-6)
+
+
+def test_folder_catalogue_damaged_images_unmapped_report_and_rerun(env, tmp_path):
+    catalogue = tmp_path / "catalogue"
+    write_catalogue(catalogue, per_class=2, seed=3, size=96, categories=["dress", "hat"])
+    (catalogue / "dress" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    result = indexer(["folder", str(catalogue), "--shop", "s", "--mapping", str(MAPPING)], env)
+    assert result.returncode == 0, result.stderr
+    assert "added 4, updated 0" in result.stderr and "failed 1" in result.stderr
+    assert "e.g. dress/broken: " in result.stderr
+    assert "| hat | 2 |" in result.stderr  # the unmapped report; the folder command keeps them
+    assert "the store holds 4 offers of shop 's'" in result.stderr
+
+    again = indexer(["folder", str(catalogue), "--shop", "s", "--mapping", str(MAPPING)], env)
+    assert "unchanged 4" in again.stderr and "0 pictures embedded" in again.stderr
+    assert "the store holds 4 offers" in again.stderr  # re-indexing never duplicates
+    skipped = indexer(["run", str(catalogue), "--shop", "s", "--mapping", str(MAPPING)], env)
+    assert skipped.returncode == 0, skipped.stderr  # without --keep-unmapped: the hats go
+    assert "2 offers skipped" in skipped.stderr and "deleted 2" in skipped.stderr
 
 
 @pytest.mark.parametrize(
     "make_args, message",
     [
-        (lambda tmp: [str(tmp / "missing")], "does not exist"),
-        (lambda tmp: [str(tmp), "--mapping", str(tmp / "bad.txt")], "bad.txt:2: unknown rubricator category"),
+        (lambda tmp: ["folder", str(tmp / "missing")], "does not exist"),
+        (lambda tmp: ["folder", str(tmp), "--mapping", str(tmp / "bad.txt")], "bad.txt:2: unknown rubricator category"),
+        (lambda tmp: ["run", str(tmp / "bad.txt"), "--shop", "s"], "cannot tell the format of bad.txt"),
+        (lambda tmp: ["run", str(tmp), "--shop", "s", "--embedder-url", "http://127.0.0.1:9"], "cannot reach"),
     ],
 )
-def test_bad_input_fails_with_a_message_not_a_traceback(model_env, tmp_path, make_args, message):
+def test_bad_input_fails_with_a_message_not_a_traceback(env, tmp_path, make_args, message):
     (tmp_path / "bad.txt").write_text("dress => dress\nskirt => no-such-category\n")
-    result = index(make_args(tmp_path), {**model_env, "LOOKALIKE_STORE_PATH": str(tmp_path / "store")})
+    result = indexer(make_args(tmp_path), env)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_no_detect_embeds_whole_photos_and_a_missing_detector_is_a_clear_error(model_env, tmp_path):
+def test_no_detect_embeds_whole_photos_and_a_missing_detector_is_a_clear_error(env, tmp_path):
     catalogue = tmp_path / "catalogue"
     write_catalogue(catalogue, per_class=2, seed=4, size=96, categories=["dress", "shoes"])
-    env = {**model_env, "LOOKALIKE_STORE_PATH": str(tmp_path / "store")}
-    result = index([str(catalogue), "--no-detect"], env)
+    result = indexer(["folder", str(catalogue), "--no-detect"], env)
     assert result.returncode == 0, result.stderr
-    assert "detection is off" in result.stderr and "4 indexed as the whole photo" in result.stderr
+    assert "detection is off" in result.stderr and "4 as the whole photo" in result.stderr
 
-    missing = index([str(catalogue)], {**env, "LOOKALIKE_DETECTOR_MODEL": "no-such-detector:latest"})
+    missing = indexer(["folder", str(catalogue)], {**env, "LOOKALIKE_DETECTOR_MODEL": "no-such-detector:latest"})
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "no-such-detector" in missing.stderr and "--no-detect" in missing.stderr
-    off = index([str(catalogue)], {**env, "LOOKALIKE_DETECTOR_MODEL": "no-such-detector", "LOOKALIKE_DETECT": "false"})
+    off = indexer(
+        ["folder", str(catalogue)], {**env, "LOOKALIKE_DETECTOR_MODEL": "no-such", "LOOKALIKE_DETECT": "false"}
+    )
     assert off.returncode == 0, off.stderr
+
+
+def test_a_yml_feed_over_http_is_indexed_then_revalidated_and_private_addresses_are_refused(env, tmp_path):
+    with ImageServer() as server:
+        offers = make_catalogue(server, 6, seed=1, size=96)
+        broken = (
+            # no name: a feed problem; pictures on a private address, on a loopback host that is not
+            # allowed ("localhost"), and missing (404): fetch failures. None stops the run.
+            '<offer id="no-name"><categoryId>1</categoryId><picture>http://x.example/a.jpg</picture></offer>'
+            '<offer id="private"><name>p</name><categoryId>1</categoryId>'
+            "<picture>http://10.20.30.40/a.jpg</picture></offer>"
+            f'<offer id="loopback"><name>l</name><categoryId>1</categoryId>'
+            f"<picture>http://localhost:{server.port}/img/000000.jpg</picture></offer>"
+            f'<offer id="gone"><name>g</name><categoryId>1</categoryId>'
+            f"<picture>{server.url('/img/missing.jpg')}</picture></offer>"
+        )
+        feed = write_yml(tmp_path / "shop.yml", offers, extra=broken)
+        result = indexer(["run", str(feed), "--shop", "yml", "--mapping", str(MAPPING)], env)
+        assert result.returncode == 0, result.stderr
+        requests = server.requests.total()
+        shop = status(env)["yml"]
+        summary = shop["last_run"]["summary"]
+        assert (shop["offers"], summary["added"], shop["last_run"]["state"]) == (6, 6, "completed")
+        assert summary["failed"] == {"feed: missing title": 1, "fetch: refused": 2, "fetch: HTTP 404": 1}
+        assert any("10.20.30.40" in example for example in summary["examples"]["fetch: refused"])
+        assert server.requests["/img/000000.jpg"] == 1  # the loopback host was refused before connecting
+
+        again = indexer(["run", str(feed), "--shop", "yml", "--mapping", str(MAPPING)], env)
+        assert again.returncode == 0, again.stderr
+        assert "unchanged 6" in again.stderr
+        assert server.not_modified == 6 and server.requests.total() - requests == 7  # 6 revalidated + the 404
+    text = indexer(["status"], env)
+    assert "yml: 6 offers" in text.stdout and "1 fetch: HTTP 404" in text.stdout
+
+
+def test_a_second_indexer_on_the_same_store_stops_with_a_clear_message(env, tmp_path):
+    with ImageServer() as server:
+        feed = write_yml(tmp_path / "shop.yml", make_catalogue(server, 2, size=64))
+        server.delays["/img/000000.jpg"] = 60.0  # the first run stays busy until it is killed
+        first = subprocess.Popen(
+            [sys.executable, "-m", "indexer", "run", str(feed), "--shop", "a", "--mapping", str(MAPPING)],
+            cwd=ROOT,
+            env={**env, "LOOKALIKE_FETCH_TIMEOUT_S": "120"},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            for line in first.stderr:
+                if "indexing " in line:  # it holds the store
+                    break
+            second = indexer(["run", str(feed), "--shop", "b"], env)
+            busy = indexer(["status"], env)
+        finally:
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait()
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert "is open elsewhere" in second.stderr and "one at a time" in second.stderr
+    assert busy.returncode == 0 and "open in another process" in busy.stdout
+    assert status(env)["a"]["last_run"]["state"] == "interrupted"  # killed: its process is gone
+
+
+def run_and_kill(args: list[str], env: dict[str, str], marker: str, count: int) -> bool:
+    """Run the indexer and kill -9 it at the `count`-th stderr line with `marker`; whether it was
+    killed before it ended on its own."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "indexer", "-v", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen = 0
+    for line in process.stderr:
+        seen += marker in line
+        if seen == count:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+    process.stderr.close()
+    return process.wait(timeout=120) == -signal.SIGKILL
+
+
+def test_runs_killed_at_any_point_then_rerun_leave_the_index_a_clean_run_leaves(env, tmp_path):
+    """Feed A, then feed B (4 offers gone, 3 new pictures, 3 new prices, 4 new offers), indexed into
+    one store cleanly and into another with `kill -9` at several points (each rerun picking up from the
+    last kill), then run to the end: the same ids, payloads and hashes, and vectors within 1e-6."""
+    clean = {**env, "LOOKALIKE_STORE_PATH": str(tmp_path / "clean")}
+    killed = {**env, "LOOKALIKE_STORE_PATH": str(tmp_path / "killed")}
+    # Each kill lands in a run that still has work: the first before any upsert, then after a few
+    # upserts, then in the search index build (A); after an upsert, then while deleting (B).
+    kill_points = {
+        "a": [("indexing ", 1), ("upserted", 2), ("building the search index", 1)],
+        "b": [("upserted", 1), ("deleting", 1)],
+    }
+    kills = 0
+    with ImageServer(latency_s=0.05) as server:
+        offers = make_catalogue(server, 28, seed=5, size=96)
+        feeds = {"a": write_yml(tmp_path / "a.yml", offers[:24])}
+        for name in ("a", "b"):
+            if name == "b":  # the shop's changes between the two runs
+                rng = np.random.default_rng(9)
+                for offer in offers[4:7]:  # new pictures at the same URLs
+                    server.put("/" + offer.picture.split("/", 3)[3], jpeg(offer.category, rng, 96))
+                for offer in offers[7:10]:
+                    offer.price += 100
+                feeds["b"] = write_yml(tmp_path / "b.yml", offers[4:28])
+            run = ["run", str(feeds[name]), "--shop", "k", "--mapping", str(MAPPING), "--batch-size", "4"]
+            result = indexer(run, clean)
+            assert result.returncode == 0, result.stderr
+            for marker, count in kill_points[name]:
+                kills += run_and_kill([*run, "--concurrency", "2"], killed, marker, count)
+            result = indexer(run, killed)  # and a last run to the end
+            assert result.returncode == 0, result.stderr
+    assert kills >= 4  # (a kill may come too late, when the run ended on its own)
+    expected = snapshot(tmp_path / "clean", "k")
+    assert len(expected) == 24
+    assert_same_index(snapshot(tmp_path / "killed", "k"), expected)
+
+
+@pytest.fixture(scope="module")
+def model_services(model_env, tmp_path_factory):
+    """`bentoml serve` of the Embedder and the Detector, each on its own port."""
+    logs = tmp_path_factory.mktemp("services")
+    processes, urls = [], {}
+    try:
+        for name, target in (("embedder", "bentos.embedder:Embedder"), ("detector", "bentos.detector:Detector")):
+            port = free_port()
+            with open(logs / f"{name}.log", "w") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [
+                            str(Path(sys.executable).parent / "bentoml"),
+                            "serve",
+                            target,
+                            "--host",
+                            "127.0.0.1",
+                            "--port",
+                            str(port),
+                        ],
+                        cwd=ROOT,
+                        env=model_env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            urls[name] = f"http://127.0.0.1:{port}"
+        for (name, url), process in zip(urls.items(), processes):
+            wait_until_ready(url, process, logs / f"{name}.log")
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_the_remote_models_index_as_the_local_ones(env, tmp_path, model_services):
+    catalogue = tmp_path / "catalogue"
+    write_catalogue(catalogue, per_class=3, seed=6, size=96, categories=["dress", "pants"])
+    local = {**env, "LOOKALIKE_STORE_PATH": str(tmp_path / "local")}
+    remote = {**env, "LOOKALIKE_STORE_PATH": str(tmp_path / "remote")}
+    assert indexer(["run", str(catalogue), "--shop", "r", "--mapping", str(MAPPING)], local).returncode == 0
+    urls = ["--embedder-url", model_services["embedder"], "--detector-url", model_services["detector"]]
+    result = indexer(["run", str(catalogue), "--shop", "r", "--mapping", str(MAPPING), *urls], remote)
+    assert result.returncode == 0, result.stderr
+    assert "added 6" in result.stderr and f"the services at {model_services['embedder']}" in result.stderr
+    assert_same_index(snapshot(tmp_path / "remote", "r"), snapshot(tmp_path / "local", "r"))
+
+    no_detector = indexer(["run", str(catalogue), "--shop", "x", "--embedder-url", model_services["embedder"]], remote)
+    assert no_detector.returncode == 2 and "has no /detect API" in no_detector.stderr

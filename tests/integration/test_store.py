@@ -553,3 +553,33 @@ def test_edge_adds_new_payload_indexes_on_open(tmp_path: Path, monkeypatch: pyte
             assert set(store._live().info().payload_schema) == set(older)
     with EdgeStore(tmp_path / "edge", dims=DIMS) as store:
         assert {"price", "currency"} <= set(store._live().info().payload_schema)
+
+
+def test_content_hashes_are_kept_beside_the_offer_and_read_back_per_shop(
+    store: VectorStore, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lookalike.store.edge.SCROLL_PAGE", 7)  # several pages per shop
+    monkeypatch.setattr("lookalike.store.server.SCROLL_PAGE", 7)
+    hashes = [None if i % 10 == 0 else f"hash-{i}" for i in range(N)]
+    store.upsert(catalog.offers, catalog.shape, catalog.color, content_hashes=hashes)
+    expected = {offer.offer_id: h for offer, h in zip(catalog.offers, hashes) if offer.shop == "alpha"}
+    assert store.content_hashes("alpha") == expected and len(expected) == N // len(SHOPS)
+    assert store.content_hashes("no-such-shop") == {}
+    stored = store.vectors_of("beta", "sku-4")
+    assert stored is not None and stored.offer == catalog.offers[4]  # the hash is not an Offer field
+    store.upsert(catalog.offers[:3], catalog.shape[:3], catalog.color[:3])  # without hashes: none kept
+    assert store.content_hashes("alpha")["sku-0"] is None
+    with pytest.raises(ValueError, match="one hash per offer"):
+        store.upsert(catalog.offers[:3], catalog.shape[:3], catalog.color[:3], content_hashes=["a"])
+
+
+def test_offers_and_shops_are_deleted_and_counted(filled: VectorStore, catalog: Catalog) -> None:
+    per_shop = N // len(SHOPS)
+    assert [filled.count(shop) for shop in SHOPS] == [per_shop] * len(SHOPS)
+    filled.delete_offers("alpha", ["sku-0", "sku-3", "sku-4", "no-such-offer"])  # sku-4 is beta's: kept
+    assert filled.count("alpha") == per_shop - 2 and filled.count("beta") == per_shop
+    assert filled.vectors_of("alpha", "sku-3") is None and filled.vectors_of("beta", "sku-4") is not None
+    assert filled.delete_shop("beta") == per_shop
+    assert filled.count("beta") == 0 and filled.count() == N - per_shop - 2
+    assert filled.distinct("shop") == ["alpha", "gamma"]
+    assert filled.delete_shop("beta") == 0
