@@ -37,7 +37,7 @@ PREVIOUS := $(VAR)/previous
 CATALOG := $(VAR)/.demo-catalog
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-full container bench-engines bench-indexer browser model train train-gpu finetune train-heldout train-detector train-detector-gpu report report-detector demo-catalog demo test test-fast bench loadtest clean
+.PHONY: help install install-full container bench-engines bench-indexer browser model train train-gpu finetune train-heldout train-detector train-detector-gpu report report-detector demo-catalog demo test test-fast bench loadtest loadtest-smoke loadtest-soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -177,10 +177,20 @@ bench-indexer: $(SERVE_INSTALLED)  ## the indexer end to end: 1,000 images over 
 bench-engines: $(INSTALLED)  ## inference engines per model and batch size against torch eager (table + Markdown)
 	$(BIN)/python -m loadtests.bench_engines
 
-loadtest: $(INSTALLED)  ## Locust against a running `make demo` (20 users, 30 s); CSVs in var/loadtest
-	@mkdir -p $(VAR)/loadtest
-	$(BIN)/locust -f loadtests/locustfile_search.py --host http://127.0.0.1:$(PORT) \
-	  --headless -u 20 -r 10 -t 30s --csv $(VAR)/loadtest/search --only-summary
+# The capacity run (loadtests/capacity.py) starts and stops the service itself on the demo store: stop
+# `make demo` first (the embedded store is one process). Locust CSV/HTML in var/loadtest, the report
+# (Markdown, PNG) in loadtests/reports/capacity. `timeout` is the promised end; SIGTERM stops what it started.
+CAPACITY := $(BIN)/python -m loadtests.capacity --port $(PORT)
+loadtest: $(INSTALLED) $(CATALOG)  ## capacity run: engines, step load batching on/off, overload; report (~4 min, ends by 8 min)
+	timeout 480 $(CAPACITY)
+
+loadtest-smoke: $(INSTALLED) $(CATALOG)  ## the same, one arm, two short steps, no overload (ends by 2 min, ~60 s)
+	timeout 120 $(CAPACITY) --arms on --max-steps 2 --step-s 6 --bench-s 0.5 --no-overload \
+	  --out $(VAR)/loadtest/smoke-report --work $(VAR)/loadtest/smoke
+
+SOAK_S ?= 600
+loadtest-soak: $(INSTALLED) $(CATALOG)  ## 10 users for SOAK_S (600) s: is each process's memory flat? (soak.md)
+	timeout $$(( $(SOAK_S) + 120 )) $(CAPACITY) --soak-s $(SOAK_S)
 
 # The CPU image with buildah (no Docker daemon needed); it says how far it got and what would finish it.
 container: $(EMBEDDER) $(DETECTOR_MODEL)  ## build the CPU bento and its image with buildah (scripts/container.sh)

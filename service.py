@@ -30,6 +30,7 @@ import time
 from http import HTTPStatus
 from typing import Annotated
 
+import aiohttp
 import bentoml
 import numpy as np
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -416,7 +417,7 @@ class Lookalike:
     async def _model_call(name: str, call):
         try:
             return await call
-        except (bentoml.exceptions.ServiceUnavailable, ConnectionError, TimeoutError, OSError) as error:
+        except MODEL_OUTAGES as error:
             log.warning("the %s service failed: %s", name, error)
             raise unavailable(f"the {name}") from None
 
@@ -480,6 +481,8 @@ def _store_outages() -> tuple[type[BaseException], ...]:
 
 
 STORE_OUTAGES = _store_outages()
+# A model service shedding load, restarting or gone: the client may retry (503), it is not the request's fault.
+MODEL_OUTAGES = (bentoml.exceptions.ServiceUnavailable, aiohttp.ClientError, ConnectionError, TimeoutError, OSError)
 
 
 def _since(started: float) -> float:

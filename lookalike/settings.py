@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     ort_spinning: bool = Field(
         True, description="ONNX Runtime threads spin between ops (faster alone; off when services share few cores)."
     )
+    batching: bool = Field(
+        True,
+        description="Adaptive batching in the model services; off: max_batch_size=2, the least BentoML accepts.",
+    )
 
     # Data.
     clothing_dir: Path = Field(
