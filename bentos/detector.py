@@ -6,13 +6,18 @@ import bentoml
 import numpy as np
 
 from lookalike.api.metrics import model_batch_seconds, observe_queue_time
-from lookalike.engines import DETECTOR_FILE
+from lookalike.engines import DETECTOR_FILE, service_resources, serving_device
 from lookalike.settings import get_settings
 
 # As the embedder's (bentos/embedder.py): a photo waits at most this long for company; shorter
-# waits made the batcher shed bursts with 503 on 2 cores. One photo is one row.
-MAX_BATCH_SIZE = 16
-MAX_LATENCY_MS = 500
+# waits made the batcher shed bursts with 503 on 2 cores. One photo is one row. On a GPU
+# (LOOKALIKE_GPU=true) larger batches in a shorter window (not yet measured on a GPU).
+BATCHING = {"cpu": {"max_batch_size": 16, "max_latency_ms": 500}, "gpu": {"max_batch_size": 64, "max_latency_ms": 100}}
+DEVICE = serving_device()
+# LOOKALIKE_BATCHING=false: the smallest batch BentoML 1.4.40 accepts (it refuses max_batch_size=1 when
+# batchable=True), the load tests' batching-off arm.
+MAX_BATCH_SIZE = BATCHING[DEVICE]["max_batch_size"] if get_settings().batching else 2
+MAX_LATENCY_MS = BATCHING[DEVICE]["max_latency_ms"]
 # Each returned row: per anchor, its box (x0, y0, x1, y1 in input pixels), then one score per class.
 BOX_COLUMNS = 4
 
@@ -24,15 +29,17 @@ BOX_COLUMNS = 4
     # The caller's client session is recycled after `max_requests`; under bursts of >100
     # in-flight calls that broke requests ("Connector is closed"), so recycle far less often.
     runner_connection={"max_requests": 1_000_000},
+    **service_resources(),  # {"resources": {"gpu": 1}} when LOOKALIKE_GPU=true
 )
 class Detector:
     model = bentoml.models.BentoModel(get_settings().detector_model)
 
     def __init__(self) -> None:
         observe_queue_time("detector")
-        from lookalike.engines import OnnxDetector
+        from lookalike.engines import open_engine
 
-        self.engine = OnnxDetector(self.model.path_of(DETECTOR_FILE))
+        # TensorRT on a GPU where it runs, else ONNX Runtime (LOOKALIKE_ENGINE overrides).
+        self.engine = open_engine(self.model.path_of(DETECTOR_FILE))
 
     @bentoml.api(batchable=True, batch_dim=(0, 0), max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
     def detect(self, pixels: np.ndarray) -> np.ndarray:
