@@ -1,11 +1,12 @@
 """ONNX Runtime: the CPU engine, and the CUDA one where onnxruntime-gpu is installed.
 
-Session options were chosen by measurement on 2 cores (`python -m loadtests.bench_engines --tune`,
+Session options chosen by measurement on 2 cores (`python -m loadtests.bench_engines --tune`,
 loadtests/reports/engines/tuning.md): the full graph optimisation level is what makes ONNX Runtime
-fast here (its NCHWc layout transform; the basic and extended levels ran the embedder about 3x
-slower); one intra-op thread per core; the memory arena and pattern planner on (off, they cost
-10-20% at batch 8); sequential execution (the parallel executor only added overhead on these
-chain-like graphs).
+fast here (its NCHWc layout transform; basic and extended ran 2.5-3.3x slower); one intra-op
+thread per core (1 thread: 0.52-0.59x); the memory arena and pattern planner on (off: down to
+0.64x and 0.87x); sequential execution (the parallel executor: 0.45-0.59x on these chain-like
+graphs); spinning on (off: 0.79-0.99x on a quiet machine, but up to 2x faster when other processes
+take the cores: the `ort_threads` and `ort_spinning` settings).
 """
 
 from __future__ import annotations

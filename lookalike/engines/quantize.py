@@ -34,7 +34,7 @@ QUANTIZED_OPS = ("Conv", "Clip", "Relu", "Add")
 # Convolutions kept in float32, counted in graph order from the first and from the last: the stem
 # and first two blocks work at 112 px, where int8 rounding did most of the damage (mean cosine
 # 0.9943 -> 0.9991, minimum 0.972 -> 0.997, for 1.58x -> 1.54x float32's speed at batch 8); the
-# last is the embedder's final projection. Measured by `loadtests/reports/engines/report.md`'s runs.
+# last is the colour pooling's garment-attention map (into a softmax). loadtests/reports/engines/int8.md.
 FLOAT_CONVS = (6, 1)
 
 
