@@ -321,7 +321,9 @@ class Lookalike:
         if category is None:
             return None
         try:
-            return self.rubricator.get(int(category) if category.isdigit() else category).id
+            # isdecimal() and ASCII: "¹" and "٣" are digits to str.isdigit() but not to int().
+            key = int(category) if category.isascii() and category.isdecimal() else category
+            return self.rubricator.get(key).id
         except KeyError as error:
             raise ApiError(
                 HTTPStatus.BAD_REQUEST,

@@ -75,9 +75,9 @@ def test_search_items_are_the_detections(server, wide_photo):
 @pytest.mark.parametrize(
     "image, status, message",
     [
-        (b"this is not an image", 400, "not a supported image"),
-        (b"", 400, ""),
-        (b"\x89PNG\r\n\x1a\n broken", 400, ""),
+        (b"this is not an image", 415, "not a supported image"),
+        (b"", 400, "empty"),
+        (b"\x89PNG\r\n\x1a\n broken", 422, "damaged"),
     ],
 )
 def test_detect_refuses_bad_input_with_a_4xx(server, image, status, message):

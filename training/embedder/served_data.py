@@ -63,8 +63,10 @@ class Framer:
         digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()[:16]
         return cls(OnnxDetector(onnx_path), card, FeatureCache(cache_dir), f"detections-{digest}")
 
-    def detect(self, images: Sequence[Image.Image], batch_size: int = 32) -> list[list[Detection]]:
+    def detect(self, images: Sequence[Image.Image], batch_size: int = 1) -> list[list[Detection]]:
         """Each image's detections, as `/search` computes them (letterbox, detector, postprocess)."""
+        # One photo per call by default, as the service and the indexer detect: ONNX Runtime's results
+        # move in the last bits with the batch size, enough to frame an item a pixel differently.
         if self.detector is None:
             return [[] for _ in images]
         images = list(images)
