@@ -50,7 +50,10 @@ def test_training_resumes_and_evaluates(trained):
 def test_export_checks_parity_and_ships_a_card(trained, model_env, tmp_path):
     stem = tmp_path / "artifact" / "detector"
     checkpoint = trained / "run" / "checkpoint.pth"
-    run_python(["-m", "training.detector.export", "--checkpoint", str(checkpoint), "--ship", str(stem)], model_env)
+    # Its own model store: exporting saves the tiny detector as lookalike-detector, which would become
+    # the "latest" that every service started later in this session serves.
+    own_store = {**model_env, "BENTOML_HOME": str(tmp_path / "bentoml")}
+    run_python(["-m", "training.detector.export", "--checkpoint", str(checkpoint), "--ship", str(stem)], own_store)
     card = DetectorCard.model_validate_json(stem.with_suffix(".json").read_text())
     assert card.class_names == CATEGORIES and card.preset.size == 128
     assert card.parity_max_abs_diff["boxes"] <= 1e-2 and card.parity_max_abs_diff["scores"] <= 1e-3
