@@ -107,11 +107,13 @@ class ImageServer:
                         server.max_active[key] = max(server.max_active[key], server.active[key])
                 try:
                     time.sleep(server.latency_s + server.delays.get(self.path, 0.0))
-                    self.answer()
                 finally:
+                    # Counted out before the answer goes: once the client has it, it may start the
+                    # next request, which must not find this one still counted.
                     with server.lock:
                         for key in ("", host):
                             server.active[key] -= 1
+                self.answer()
 
             def answer(self) -> None:
                 with server.lock:
