@@ -3,6 +3,16 @@
     python -m loadtests.bench_store --points 100000 --out bench_store.md
     python -m loadtests.bench_store --points 2000          # quick check, a few seconds
     python -m loadtests.bench_store --fusion --queries 500  # fused shape + colour search instead
+    python -m loadtests.bench_store --points 1000000 --quantizations all   # one store per quantisation
+
+`--quantizations` (a comma-separated list of `lookalike.store.QUANTIZATIONS`, or `all`) builds one
+store per quantisation, each in a child process forked from the one that made the data (so each
+reports its own memory): upsert and `optimize()` time, disk, the store's resident memory (the
+child's RSS after the searches less its RSS before opening the store) and its peak RSS; then
+recall@k and latency unfiltered (codes + rescoring at 1x and 2x the oversampling, and codes alone)
+and with a category filter (original vectors, as served, and codes + rescoring). Each store's rows
+are written to `--out` (Markdown, and a PNG plot beside it) as soon as it is done, so a long run
+that is stopped still leaves what it measured.
 
 `--fusion` measures `search_fused` against Qdrant's server-side alternatives for shortlists
 25/50/100/200 and weights (1, 0), (0.5, 0.5), (0.2, 0.8): recall@k of the fused top k against the
@@ -24,7 +34,9 @@ The store is written to a fresh temporary folder, deleted afterwards unless --ke
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import multiprocessing
 import os
 import resource
 import shutil
@@ -40,7 +52,7 @@ from tqdm import tqdm
 
 from lookalike.catalog import Offer
 from lookalike.settings import get_settings
-from lookalike.store import VECTORS, Filters, Hit, VectorName, _Point, _rank, point_id
+from lookalike.store import QUANTIZATIONS, VECTORS, Filters, Hit, Quantization, VectorName, _Point, _rank, point_id
 from lookalike.store.edge import EdgeStore
 
 log = logging.getLogger("bench_store")
@@ -272,6 +284,189 @@ def folder_mb(path: Path) -> float:
     return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) / 2**20
 
 
+def resident_mb() -> float:
+    """This process's resident memory now (VmRSS), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+@dataclass
+class QuantizationRun:
+    """What `measure_quantization` needs; module-level so forked children inherit it without pickling."""
+
+    args: argparse.Namespace
+    data: Dataset
+    truth: list[set[str]]
+    truth_filtered: list[set[str]]
+    category: int
+    hnsw_ef: int
+    oversampling: float
+
+
+_RUN: QuantizationRun | None = None
+
+
+def measure_quantization(quantization: Quantization, path: Path) -> dict:
+    """Build a store with `quantization` at `path` and measure it (runs in a forked child)."""
+    run = _RUN
+    assert run is not None
+    args, data, oversampling = run.args, run.data, run.oversampling
+    before = resident_mb()
+
+    def open_store(**options) -> EdgeStore:
+        return EdgeStore(
+            path,
+            dims={"shape": args.dim, "color": args.dim},
+            hnsw_ef=run.hnsw_ef,
+            oversampling=options.pop("oversampling", oversampling),
+            quantization=quantization,
+            upsert_batch_size=args.batch_size,
+            **options,
+        )
+
+    result: dict = {"quantization": quantization}
+    store = open_store()
+    started = time.perf_counter()
+    with tqdm(total=args.points, unit="pt", desc=f"upsert {quantization}") as progress:
+        for start in range(0, args.points, args.batch_size):
+            stop = start + args.batch_size
+            store.upsert(data.offers[start:stop], data.shape[start:stop], data.color[start:stop])
+            progress.update(min(stop, args.points) - start)
+    result["upsert_points_per_s"] = args.points / (time.perf_counter() - started)
+    started = time.perf_counter()
+    store.optimize()
+    result["optimize_s"] = time.perf_counter() - started
+    log.info("%s: optimize %.0f s", quantization, result["optimize_s"])
+    store.close()
+    result["disk_mb"] = folder_mb(path)
+    filtered = {"category_id": run.category}
+    searches = [
+        (f"codes + rescore x{oversampling:g}", {}, {}, run.truth),
+        (f"codes + rescore x{2 * oversampling:g}", {"oversampling": 2 * oversampling}, {}, run.truth),
+        ("codes alone, no rescoring", {"rescore": False}, {}, run.truth),
+        ("filtered: original vectors (served)", {}, filtered, run.truth_filtered),
+        (f"filtered: codes + rescore x{oversampling:g}", {"quantize_filtered": True}, filtered, run.truth_filtered),
+    ]
+    if args.exact:
+        searches.append(("exact=True", {}, {"exact": True}, run.truth))
+    result["searches"] = {}
+    for name, options, search, truth in searches:
+        store = open_store(**options)
+        result["searches"][name] = run_queries(store, data, truth, args.top_k, **search)
+        store.close()
+        log.info("%s | %s: %s", quantization, name, result["searches"][name])
+    store = open_store()
+    run_queries(store, data, run.truth, args.top_k)  # the served settings, warm: the memory a server holds
+    result["store_rss_mb"] = resident_mb() - before
+    store.close()
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def _quantization_child(quantization: Quantization, path: Path, answer) -> None:
+    try:
+        answer.send(measure_quantization(quantization, path))
+    except BaseException as error:
+        answer.send({"quantization": quantization, "error": repr(error)})
+        raise
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def quantization_report(args: argparse.Namespace, results: list[dict], clusters: int, share: str) -> str:
+    names = list(results[0]["searches"]) if results and "searches" in results[0] else []
+    lines = [
+        f"### Qdrant Edge store: {args.points:,} points, one store per quantisation",
+        "",
+        (
+            f"{args.dim}-d shape + colour vectors (both indexed), {clusters:,} shape clusters, {args.queries:,} "
+            f"queries, recall@{args.top_k} against numpy brute force over the float vectors, seed {args.seed}; "
+            f"qdrant-edge-py {version('qdrant-edge-py')}, {os.cpu_count()} CPUs, load average "
+            f"{os.getloadavg()[0]:.1f} when this was written. Latency: one `search()` call, payload included, "
+            f"after {WARMUP_QUERIES} warm-up queries. Filter: {share}. Store RSS: the process's resident "
+            "memory after the searches less before opening the store."
+        ),
+        "",
+        "| quantization | upsert pts/s | optimize() s | disk MB | store RSS MB | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['quantization']} | failed: {r['error']} | | | | |")
+            continue
+        lines.append(
+            f"| {r['quantization']} | {r['upsert_points_per_s']:,.0f} | {r['optimize_s']:,.0f} | "
+            f"{r['disk_mb']:,.0f} | {r['store_rss_mb']:,.0f} | {r['peak_rss_mb']:,.0f} |"
+        )
+    lines += [
+        "",
+        f"| quantization | search | p50 ms | p99 ms | recall@{args.top_k} |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in results:
+        for name in names:
+            if name in r.get("searches", {}):
+                s = r["searches"][name]
+                lines.append(f"| {r['quantization']} | {name} | {s['p50']:.2f} | {s['p99']:.2f} | {s['recall']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_quantizations(results: list[dict], path: Path, top_k: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        if "searches" not in r:
+            continue
+        points = [(s["p50"], s["recall"], name) for name, s in r["searches"].items() if name != "exact=True"]
+        axis.plot([p[0] for p in points], [p[1] for p in points], "o", label=r["quantization"])
+    axis.set_xlabel("p50 latency, ms (log)")
+    axis.set_xscale("log")
+    axis.set_ylabel(f"recall@{top_k}")
+    axis.set_title("Each quantisation's searches: latency against recall")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def compare_quantizations(args: argparse.Namespace, run: QuantizationRun, clusters: int, share: str) -> str:
+    """One store per quantisation, each built and measured in a forked child; the report rewritten after each."""
+    global _RUN
+    _RUN = run
+    names = QUANTIZATIONS if args.quantizations == "all" else tuple(args.quantizations.split(","))
+    unknown = set(names) - set(QUANTIZATIONS)
+    if unknown:
+        raise SystemExit(f"unknown quantizations {sorted(unknown)}; choose from {QUANTIZATIONS} or 'all'")
+    root = args.path or Path(tempfile.mkdtemp(prefix="bench_store_"))
+    fork = multiprocessing.get_context("fork")
+    results: list[dict] = []
+    report = ""
+    for quantization in names:
+        receive, send = fork.Pipe(duplex=False)
+        child = fork.Process(target=_quantization_child, args=(quantization, root / quantization, send))
+        child.start()
+        send.close()
+        results.append(receive.recv())
+        child.join()
+        report = quantization_report(args, results, clusters, share)
+        if args.out:
+            args.out.write_text(report, "utf-8")
+            args.out.with_suffix(".json").write_text(json.dumps(results, indent=1), "utf-8")
+            plot_quantizations(results, args.out.with_suffix(".png"), args.top_k)
+            log.info("wrote %s after %s", args.out, quantization)
+    if args.path is None:
+        shutil.rmtree(root, ignore_errors=True)
+    print(report)
+    return report
+
+
 def main(args: argparse.Namespace) -> str:
     settings = get_settings()
     hnsw_ef = args.hnsw_ef or settings.hnsw_ef
@@ -287,6 +482,10 @@ def main(args: argparse.Namespace) -> str:
     in_category = data.top_category == category
     truth = true_top_k(data, args.top_k, None)
     truth_filtered = true_top_k(data, args.top_k, in_category)
+    share = f"category, {in_category.mean():.1%} of points"
+    if args.quantizations:
+        run = QuantizationRun(args, data, truth, truth_filtered, category, hnsw_ef, oversampling)
+        return compare_quantizations(args, run, clusters, share)
 
     def open_store(**options) -> EdgeStore:
         return EdgeStore(
@@ -299,7 +498,6 @@ def main(args: argparse.Namespace) -> str:
             **options,
         )
 
-    share = f"category, {in_category.mean():.1%} of points"
     unfiltered = ("none", {}, truth)
     filtered = (share, {"category_id": category}, truth_filtered)
     # (search, store options, [(filter, search arguments, truth)]); the first runs on the reopened store
@@ -442,6 +640,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fusion", action="store_true", help="benchmark fused shape + colour search instead of single-vector search"
     )
+    parser.add_argument(
+        "--quantizations",
+        default=None,
+        help=f"compare quantisations, one store each: comma-separated from {','.join(QUANTIZATIONS)}, or 'all'",
+    )
+    parser.add_argument("--exact", action="store_true", help="with --quantizations: also time exact=True on each store")
     parser.add_argument("--path", type=Path, default=None, help="new folder for the store (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary store")
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")

@@ -277,8 +277,15 @@ def run_soak(args: argparse.Namespace) -> Path:
             f"p99 {load_stats.get('p99')} ms, {load_stats.get('requests')} requests, {load_stats.get('failures')} failures."
         ),
         "",
-        "| process | CPU cores | RSS after warm-up (2nd tenth) MB | RSS last tenth MB | peak MB | growth | flat (±10%) |",
-        "|---|---|---|---|---|---|---|",
+        *table_head(
+            "process",
+            "CPU cores",
+            "RSS after warm-up (2nd tenth) MB",
+            "RSS last tenth MB",
+            "peak MB",
+            "growth",
+            "flat (±10%)",
+        ),
     ]
     for name, m in soak.get("memory", {}).items():
         lines.append(
@@ -353,6 +360,11 @@ def plots(arms: dict, out: Path) -> list[str]:
     names.append("rss.png")
     plt.close(fig)
     return names
+
+
+def table_head(*columns: str) -> list[str]:
+    """A Markdown table's header row and the separator row under it."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
 
 def fmt(value, digits: int = 0) -> str:
@@ -450,31 +462,32 @@ def write_report(engines: dict, arms: dict, started: float, load: tuple, out: Pa
             f"(first 3 s of each step not counted) until a step's p99 > {args.p99_ms:.0f} ms or a failure"
         ),
         "",
-        "| batching | users | requests/s | p50 ms | p95 ms | p99 ms | failures |",
-        "|---|---|---|---|---|---|---|",
+        *table_head("batching", "users", "requests/s", "p50 ms", "p95 ms", "p99 ms", "failures"),
     ]
     for arm, result in arms.items():
         for s in result["step"].get("steps", []):
             lines.append(
                 f"| {arm} | {s['users']} | {s['rps']:.1f} | {fmt(s['p50'])} | {fmt(s['p95'])} | {fmt(s['p99'])} | {s['failures']} |"
             )
-    lines += ["", "| batching | highest requests/s with p99 ≤ bound, 0 failures | at users | stopped because |",
-              "|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        *table_head("batching", "highest requests/s with p99 ≤ bound, 0 failures", "at users", "stopped because"),
+    ]
     for arm, result in arms.items():
         best = result["step"].get("best") or {}
         lines.append(
             f"| {arm} | {fmt(best.get('rps'), 1)} | {best.get('users', '–')} | {result['step'].get('stopped')} |"
         )
     lines += ["", f"![step load]({pictures[0]})", "", "## Whole step run, per request kind (Locust)", "",
-              "| batching | request | count | failures | median ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+              *table_head("batching", "request", "count", "failures", "median ms", "p95 ms", "p99 ms")]  # fmt: skip
     for arm, result in arms.items():
         for name, row in result["requests"].items():
             lines.append(
                 f"| {arm} | {name} | {row['Request Count']} | {row['Failure Count']} | {row['50%']} | {row['95%']} | {row['99%']} |"
             )
     lines += ["", "## Service processes over the step run", "",
-              "| batching | process | CPU cores used (mean) | CPU s | RSS start MB | RSS end MB | RSS peak MB |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+              *table_head("batching", "process", "CPU cores used (mean)", "CPU s", "RSS start MB", "RSS end MB",
+                          "RSS peak MB")]  # fmt: skip
     for arm, result in arms.items():
         for name, cores in result["cpu_cores"].items():
             rss = result["rss_mb"].get(name, {})
@@ -484,7 +497,7 @@ def write_report(engines: dict, arms: dict, started: float, load: tuple, out: Pa
             )
         lines.append(f"| {arm} | Locust (load generator, same cores) | {result['step']['locust_cores']:.2f} | | | | |")
     lines += ["", f"![rss]({pictures[1]})", "", "## Where a request's time goes (/metrics, step run)", "",
-              "| batching | stage | observations | mean ms | p50 ms | p95 ms |", "|---|---|---|---|---|---|"]  # fmt: skip
+              *table_head("batching", "stage", "observations", "mean ms", "p50 ms", "p95 ms")]  # fmt: skip
     for arm, result in arms.items():
         for kind, table in (
             ("stage", result["stages"]),
@@ -511,8 +524,7 @@ def write_report(engines: dict, arms: dict, started: float, load: tuple, out: Pa
         "",
         f"## The engines alone (`lookalike.engines`, {engines['engine']}, same run, before the service started)",
         "",
-        "| model | batch 1 | batch 8 |",
-        "|---|---|---|",
+        *table_head("model", "batch 1", "batch 8"),
         f"| embedder, crops/s | {engines['embedder'][1]:.0f} | {engines['embedder'][8]:.0f} |",
         f"| detector, photos/s | {engines['detector'][1]:.0f} | {engines['detector'][8]:.0f} |",
         "",
@@ -534,7 +546,7 @@ def write_report(engines: dict, arms: dict, started: float, load: tuple, out: Pa
         lines += ["", (f"## Overload (`locustfile_overload.py`, batching on): {ov.get('base_users')} users, then "
                   f"{ov.get('burst_users')} with no pause, then {ov.get('base_users')} again ({ov.get('phase_s', 0):.0f} s, "
                   f"{ov.get('phase_s', 0):.0f} s, {2 * ov.get('phase_s', 0):.0f} s; 'after' judged over its second half)"), "",
-                  "| phase | requests/s | p50 ms | p99 ms | failures | statuses (whole phase) |", "|---|---|---|---|---|---|"]  # fmt: skip
+                  *table_head("phase", "requests/s", "p50 ms", "p99 ms", "failures", "statuses (whole phase)")]  # fmt: skip
         for phase, p in ov.get("phases", {}).items():
             statuses = ", ".join(f"{k}: {v}" for k, v in p.get("statuses (whole phase)", {}).items())
             lines.append(
@@ -573,8 +585,7 @@ def write_report(engines: dict, arms: dict, started: float, load: tuple, out: Pa
             "of the mix holds 0.7 R searches/s among them; sized for searches-only traffic by the CPU per search:"
         ),
         "",
-        "| target | 2-core machines (this figure) | 8-core machines (linear per-core, untested) |",
-        "|---|---|---|",
+        *table_head("target", "2-core machines (this figure)", "8-core machines (linear per-core, untested)"),
     ]
     per_machine = best * 0.7 if best else None  # searches/s a 2-core machine holds within the mix
     for target in (10, 100):

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lookalike.store import Quantization
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", env_file=".env", extra="ignore")
@@ -24,6 +26,10 @@ class Settings(BaseSettings):
         8.0, ge=1.0, description="Binary-quantisation oversampling before rescoring with full vectors."
     )
     hnsw_ef: int = Field(256, ge=8, description="HNSW search breadth.")
+    quantization: Quantization = Field(
+        "binary",
+        description="Vector codes searched before rescoring (binary: 1 bit per dimension); used when the store is created.",
+    )
 
     # Models.
     embedder_model: str = Field("lookalike-embedder:latest", description="BentoML model tag of the embedder.")

@@ -58,7 +58,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Literal, Protocol, Self, get_args
 
 import numpy as np
 
@@ -69,10 +69,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTENT_HASH",
+    "QUANTIZATIONS",
     "VECTORS",
     "Dims",
     "Filters",
     "Hit",
+    "Quantization",
     "SchemaMismatchError",
     "StoreBusyError",
     "StoredOffer",
@@ -86,6 +88,11 @@ VectorName = Literal["shape", "color"]
 VECTORS: tuple[VectorName, ...] = ("shape", "color")
 # The size of each named vector, e.g. `EmbedderCard.dims`: a store holds what one embedder makes.
 Dims = Mapping[VectorName, int]
+# The vector codes Qdrant searches before rescoring with the original vectors; chosen when a store is
+# created (`settings.quantization`), kept by the store afterwards. `python -m loadtests.bench_store
+# --quantizations ...` compares them at 1M points (loadtests/reports/store/quantization.md).
+Quantization = Literal["binary", "binary-1.5bit", "binary-2bit", "turbo-4bit", "scalar-int8"]
+QUANTIZATIONS: tuple[Quantization, ...] = get_args(Quantization)
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
 # Qdrant's default: below this many kilobytes of vectors a filtered search scans the matching points.

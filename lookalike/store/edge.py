@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from qdrant_edge import (
     BinaryQuantizationConfig,
+    BinaryQuantizationEncoding,
     BinaryQuantizationQueryEncoding,
     CountRequest,
     Distance,
@@ -46,8 +47,12 @@ from qdrant_edge import (
     QueryBatchRequest,
     QueryRequest,
     RangeFloat,
+    ScalarQuantizationConfig,
+    ScalarType,
     ScrollRequest,
     SearchParams,
+    TurboQuantBitSize,
+    TurboQuantQuantizationConfig,
     UpdateOperation,
 )
 
@@ -58,10 +63,12 @@ from lookalike.store import (
     HNSW_EF_CONSTRUCT,
     HNSW_M,
     PAYLOAD_INDEXES,
+    QUANTIZATIONS,
     SCROLL_PAGE,
     VECTORS,
     Dims,
     Filters,
+    Quantization,
     SchemaMismatchError,
     StoreBusyError,
     VectorName,
@@ -90,14 +97,36 @@ _INDEX_TYPES = {
 _CONFIG_FILE = "edge_config.json"
 
 
+def quantization_config(name: Quantization):
+    """Qdrant Edge's config for one of `QUANTIZATIONS`, its codes kept in RAM. Binary codes are searched
+    with an 8-bit scalar encoding of the query (see `lookalike.store`)."""
+    if name not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {name!r}; choose one of {QUANTIZATIONS}")
+    if name.startswith("binary"):
+        encoding = {
+            "binary": BinaryQuantizationEncoding.OneBit,
+            "binary-1.5bit": BinaryQuantizationEncoding.OneAndHalfBits,
+            "binary-2bit": BinaryQuantizationEncoding.TwoBits,
+        }[name]
+        return BinaryQuantizationConfig(
+            always_ram=True, encoding=encoding, query_encoding=BinaryQuantizationQueryEncoding.Scalar8Bits
+        )
+    if name == "turbo-4bit":
+        return TurboQuantQuantizationConfig(always_ram=True, bits=TurboQuantBitSize.Bits4)
+    if name == "scalar-int8":
+        return ScalarQuantizationConfig(ScalarType.Int8, always_ram=True)
+    raise AssertionError(f"no config for {name!r}")
+
+
 class EdgeStore(_Store):
     """Offers in a Qdrant Edge shard at `path`.
 
     Searches with a filter (other than `exclude_ids` alone) score original vectors, not the binary
     codes, unless `quantize_filtered`: a selective filter makes Qdrant scan the matching points, and
     ranking those by 1-bit codes before rescoring lost up to a third of the true top 10 (recall@10
-    0.66-0.82 for filters on 1-14% of 100K points; 1.0 without the codes, for 0-1 ms more per query). `indexing_threshold_kb` (used only when
-    the store is created) lowers Qdrant's threshold for building HNSW, so tests can exercise it.
+    0.66-0.82 for filters on 1-14% of 100K points; 1.0 without the codes, for 0-1 ms more per query).
+    `quantization` and `indexing_threshold_kb` are used only when the store is created; the latter
+    lowers Qdrant's threshold for building HNSW, so tests can exercise it.
     """
 
     def __init__(
@@ -109,10 +138,12 @@ class EdgeStore(_Store):
         oversampling: float = 8.0,
         rescore: bool = True,
         quantize_filtered: bool = False,
+        quantization: Quantization = "binary",
         upsert_batch_size: int = 1000,
         indexing_threshold_kb: int | None = None,
     ) -> None:
         _validate_settings(hnsw_ef, oversampling)
+        codes = quantization_config(quantization)
         self.path = Path(path)
         self.dims = _check_dims(dims)
         self.upsert_batch_size = upsert_batch_size
@@ -138,9 +169,7 @@ class EdgeStore(_Store):
                 hnsw_config=HnswIndexConfig(
                     m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
                 ),
-                quantization_config=BinaryQuantizationConfig(
-                    always_ram=True, query_encoding=BinaryQuantizationQueryEncoding.Scalar8Bits
-                ),
+                quantization_config=codes,
                 optimizers=EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb)
                 if indexing_threshold_kb is not None
                 else None,
@@ -156,7 +185,13 @@ class EdgeStore(_Store):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, dims: Dims) -> EdgeStore:
-        return cls(settings.store_path, dims=dims, hnsw_ef=settings.hnsw_ef, oversampling=settings.oversampling)
+        return cls(
+            settings.store_path,
+            dims=dims,
+            hnsw_ef=settings.hnsw_ef,
+            oversampling=settings.oversampling,
+            quantization=settings.quantization,
+        )
 
     def _open(self, opener) -> EdgeShard:
         try:

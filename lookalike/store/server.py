@@ -25,10 +25,12 @@ from lookalike.store import (
     HNSW_EF_CONSTRUCT,
     HNSW_M,
     PAYLOAD_INDEXES,
+    QUANTIZATIONS,
     SCROLL_PAGE,
     VECTORS,
     Dims,
     Filters,
+    Quantization,
     SchemaMismatchError,
     VectorName,
     _check_dims,
@@ -54,6 +56,32 @@ _INDEX_TYPES = {
 }
 
 
+def quantization_config(name: Quantization) -> models.QuantizationConfig:
+    """The collection's config for one of `QUANTIZATIONS`, as `lookalike.store.edge.quantization_config`."""
+    if name not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {name!r}; choose one of {QUANTIZATIONS}")
+    if name.startswith("binary"):
+        encoding = {
+            "binary": models.BinaryQuantizationEncoding.ONE_BIT,
+            "binary-1.5bit": models.BinaryQuantizationEncoding.ONE_AND_HALF_BITS,
+            "binary-2bit": models.BinaryQuantizationEncoding.TWO_BITS,
+        }[name]
+        return models.BinaryQuantization(
+            binary=models.BinaryQuantizationConfig(
+                always_ram=True, encoding=encoding, query_encoding=models.BinaryQuantizationQueryEncoding.SCALAR8BITS
+            )
+        )
+    if name == "turbo-4bit":
+        return models.TurboQuantization(
+            turbo=models.TurboQuantQuantizationConfig(always_ram=True, bits=models.TurboQuantBitSize.BITS4)
+        )
+    if name == "scalar-int8":
+        return models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+        )
+    raise AssertionError(f"no config for {name!r}")
+
+
 class ServerStore(_Store):
     """Offers in the collection `collection` of the Qdrant that `client` talks to. Closes `client` on close.
 
@@ -70,12 +98,14 @@ class ServerStore(_Store):
         oversampling: float = 8.0,
         rescore: bool = True,
         quantize_filtered: bool = False,
+        quantization: Quantization = "binary",
         upsert_batch_size: int = 256,
         max_retries: int = 3,
         optimize_timeout_s: float = 3600.0,
         poll_interval_s: float = 1.0,
     ) -> None:
         _validate_settings(hnsw_ef, oversampling)
+        self._codes = quantization_config(quantization)
         self.client = client
         self.collection = collection
         self.dims = _check_dims(dims)
@@ -99,7 +129,14 @@ class ServerStore(_Store):
     def from_settings(cls, settings: Settings, *, dims: Dims) -> ServerStore:
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         client = QdrantClient(url=settings.qdrant_url, api_key=api_key)
-        return cls(client, settings.collection, dims=dims, hnsw_ef=settings.hnsw_ef, oversampling=settings.oversampling)
+        return cls(
+            client,
+            settings.collection,
+            dims=dims,
+            hnsw_ef=settings.hnsw_ef,
+            oversampling=settings.oversampling,
+            quantization=settings.quantization,
+        )
 
     def _ensure_collection(self) -> None:
         if self.client.collection_exists(self.collection):
@@ -116,11 +153,7 @@ class ServerStore(_Store):
                 hnsw_config=models.HnswConfigDiff(
                     m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
                 ),
-                quantization_config=models.BinaryQuantization(
-                    binary=models.BinaryQuantizationConfig(
-                        always_ram=True, query_encoding=models.BinaryQuantizationQueryEncoding.SCALAR8BITS
-                    )
-                ),
+                quantization_config=self._codes,
             )
             indexed = set()
             action = "created"

@@ -116,16 +116,22 @@ def serve(
     settings: dict[str, str] | None = None,
     *,
     priced: bool = False,
+    index: bool = True,
+    ready: str = "/readyz",
 ):
     """Index `catalogue` into a store in `workdir` (`priced`: with `tests.integration.priced`'s prices,
-    currencies and colours), then `bentoml serve` it; yields the URL."""
+    currencies and colours), then `bentoml serve` it; yields the URL once `ready` answers 200.
+
+    `index=False` serves whatever store `settings` name, as it is (none at all, for the outage tests).
+    """
     env = {
         **model_env,
         "LOOKALIKE_STORE_PATH": str(workdir / "store"),
         "LOOKALIKE_CATALOG_IMAGES_DIR": str(catalogue),
         **(settings or {}),
     }
-    run_python(["-m", "indexer", "folder", str(catalogue), "--shop", SHOP], env)
+    if index:
+        run_python(["-m", "indexer", "folder", str(catalogue), "--shop", SHOP], env)
     if priced:
         run_python(["-m", "tests.integration.priced", str(catalogue), SHOP], env)
     port = free_port()
@@ -148,7 +154,7 @@ def serve(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url, process, log_path)
+        wait_until_ready(url, process, log_path, ready=ready)
         yield url
     finally:
         process.terminate()
@@ -158,13 +164,16 @@ def serve(
             process.kill()
 
 
-def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 180) -> None:
+def wait_until_ready(
+    url: str, process: subprocess.Popen, log_path: Path, timeout: float = 180, *, ready: str = "/readyz"
+) -> None:
+    """Wait until `url` + `ready` answers 200; fail with the log's tail if the server exits or takes `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"bentoml serve exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{ready}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

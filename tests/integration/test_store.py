@@ -3,6 +3,7 @@ backend's code on qdrant-client's local mode. Every behaviour test runs on both,
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from qdrant_client import QdrantClient, models
 from lookalike.catalog import Offer
 from lookalike.settings import Settings
 from lookalike.store import (
+    QUANTIZATIONS,
     Dims,
     Filters,
     SchemaMismatchError,
@@ -21,6 +23,7 @@ from lookalike.store import (
     VectorStore,
     open_store,
     point_id,
+    server,
 )
 from lookalike.store.edge import EdgeStore
 from lookalike.store.server import ServerStore
@@ -379,6 +382,59 @@ def test_open_store_follows_settings(url: str | None, tmp_path: Path, monkeypatc
             assert isinstance(store, ServerStore) and store.collection == settings.collection
             assert opened == {"url": url, "api_key": "secret"}
         assert store.count() == 0
+
+
+# Each quantisation's key in Qdrant's persisted config.
+CONFIG_KEYS = {"binary": "binary", "turbo": "turbo", "scalar": "scalar"}
+
+
+@pytest.mark.parametrize("quantization", QUANTIZATIONS)
+def test_each_quantization_indexes_searches_and_is_kept(tmp_path: Path, catalog: Catalog, quantization: str) -> None:
+    folder = tmp_path / "edge"
+    with EdgeStore(folder, dims=DIMS, quantization=quantization, indexing_threshold_kb=1) as store:
+        store.upsert(catalog.offers, catalog.shape, catalog.color)
+        store.optimize()
+        exact = store.search_batch(catalog.shape[:50], top_k=10, exact=True)
+        found = store.search_batch(catalog.shape[:50], top_k=10)
+        assert [key(hits[0].offer) for hits in found] == [key(offer) for offer in catalog.offers[:50]]
+        recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(found, exact, strict=True)])
+        assert recall >= 0.8, (quantization, recall)  # unclustered noise: the codes' worst case (see above)
+    config_file = folder / "edge_config.json"
+    persisted = json.loads(config_file.read_text())["quantization_config"]
+    assert set(persisted) == {CONFIG_KEYS[quantization.split("-")[0]]}
+    if quantization.startswith("binary"):
+        expected = {"binary": "one_bit", "binary-1.5bit": "one_and_half_bits", "binary-2bit": "two_bits"}
+        assert persisted["binary"]["encoding"] == expected[quantization]
+    # The setting chooses the codes of a new store only: reopening with another keeps the store's own.
+    other = "scalar-int8" if quantization != "scalar-int8" else "binary"
+    with EdgeStore(folder, dims=DIMS, quantization=other) as store:
+        assert key(store.search(catalog.shape[7], top_k=1)[0].offer) == key(catalog.offers[7])
+    assert json.loads(config_file.read_text())["quantization_config"] == persisted
+
+
+@pytest.mark.parametrize("quantization", QUANTIZATIONS)
+def test_server_collections_get_the_same_quantization(quantization: str) -> None:
+    config = server.quantization_config(quantization)
+    assert {
+        "binary": models.BinaryQuantization,
+        "turbo": models.TurboQuantization,
+        "scalar": models.ScalarQuantization,
+    }[quantization.split("-")[0]] is type(config)
+
+
+def test_unknown_quantization_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="choose one of"):
+        EdgeStore(tmp_path / "edge", dims=DIMS, quantization="binary-3bit")
+    assert not (tmp_path / "edge").exists()
+    with pytest.raises(ValueError):
+        Settings(_env_file=None, quantization="binary-3bit")
+
+
+def test_quantization_setting_reaches_a_new_store(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, store_path=tmp_path / "store", quantization="scalar-int8")
+    with open_store(settings, dims=DIMS):
+        pass
+    assert "scalar" in json.loads((tmp_path / "store" / "edge_config.json").read_text())["quantization_config"]
 
 
 # --- filters, fused search, stored vectors, distinct values ---------------------------------

@@ -3,16 +3,13 @@ searches with 503 and Retry-After instead of failing or hanging (real `bentoml s
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import free_port
+from tests.integration.conftest import serve
 
 pytestmark = pytest.mark.slow
 
@@ -20,43 +17,13 @@ QUERY = "dress/dress-0002"
 
 
 @pytest.fixture(scope="module")
-def storeless(model_env, tmp_path_factory) -> Iterator[str]:
+def storeless(model_env, catalogue, tmp_path_factory) -> Iterator[str]:
     nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    env = {**model_env, "LOOKALIKE_QDRANT_URL": nobody}
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("storeless") / "serve.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "bentoml"),
-                "serve",
-                "service:Lookalike",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log_path.read_text()[-4000:]
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(log_path.read_text()[-4000:])
+    settings = {"LOOKALIKE_QDRANT_URL": nobody}
+    # Not indexed (there is no store to index into), and live, not ready: /readyz is 503 here by design.
+    workdir = tmp_path_factory.mktemp("storeless")
+    with serve(model_env, catalogue, workdir, settings, index=False, ready="/healthz") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_live_but_not_ready(storeless):

@@ -86,12 +86,6 @@ YML_PROBLEMS = [
 ]
 
 
-def test_yml_sample_gives_exact_records_and_problems():
-    items = list(read_feed(FEEDS / "shop.yml"))
-    assert records(items) == YML_RECORDS
-    assert problems(items) == YML_PROBLEMS
-
-
 def test_yml_in_windows_1251_and_gzipped_reads_the_same(tmp_path):
     text = (FEEDS / "shop.yml").read_text("utf-8").replace('encoding="UTF-8"', 'encoding="windows-1251"')
     cp1251 = tmp_path / "shop.xml.gz"
@@ -181,12 +175,6 @@ GMC_PROBLEMS = [
 ]
 
 
-def test_gmc_sample_gives_exact_records_and_problems():
-    items = list(read_feed(FEEDS / "shop-gmc.xml"))
-    assert records(items) == GMC_RECORDS
-    assert problems(items) == GMC_PROBLEMS
-
-
 def test_gmc_atom_variant(tmp_path):
     atom = tmp_path / "feed.atom"
     atom.write_text(
@@ -259,12 +247,6 @@ CSV_PROBLEMS = [
     FeedProblem("shop.csv:10 (id KS-07)", "no picture: not an http(s) URL: 'ftp://cdn.krasota.example/ks07/1.jpg'"),
     FeedProblem("shop.csv:11", "broken CSV row: ',' expected after '\"'"),
 ]
-
-
-def test_csv_sample_gives_exact_records_and_problems():
-    items = list(read_feed(FEEDS / "shop.csv"))
-    assert records(items) == CSV_RECORDS
-    assert problems(items) == CSV_PROBLEMS
 
 
 def test_csv_with_a_column_map_semicolons_and_windows_1251(tmp_path):
@@ -352,12 +334,6 @@ JSONL_PROBLEMS = [
 ]
 
 
-def test_jsonl_sample_gives_exact_records_and_problems():
-    items = list(read_feed(FEEDS / "shop.jsonl"))
-    assert records(items) == JSONL_RECORDS
-    assert problems(items) == JSONL_PROBLEMS
-
-
 def test_jsonl_line_that_is_not_utf8(tmp_path):
     feed = tmp_path / "feed.ndjson"
     feed.write_bytes(b'{"offer_id": "\xff"}\n')
@@ -402,11 +378,27 @@ def test_iter_folder_offers_keeps_its_offers(catalogue):
 
 # Formats and fields.
 
+# The sample feeds: file, the format it is detected as, its exact records and its exact problems.
+SAMPLES = [
+    ("shop.yml", "yml", YML_RECORDS, YML_PROBLEMS),
+    ("shop-gmc.xml", "gmc", GMC_RECORDS, GMC_PROBLEMS),
+    ("shop.csv", "csv", CSV_RECORDS, CSV_PROBLEMS),
+    ("shop.jsonl", "jsonl", JSONL_RECORDS, JSONL_PROBLEMS),
+]
+
 
 @pytest.mark.parametrize(
-    ("name", "expected"),
-    [("shop.yml", "yml"), ("shop-gmc.xml", "gmc"), ("shop.csv", "csv"), ("shop.jsonl", "jsonl")],
+    ("name", "expected_records", "expected_problems"),
+    [(n, r, p) for n, _, r, p in SAMPLES],
+    ids=[n for n, *_ in SAMPLES],
 )
+def test_sample_gives_exact_records_and_problems(name, expected_records, expected_problems):
+    items = list(read_feed(FEEDS / name))
+    assert records(items) == expected_records
+    assert problems(items) == expected_problems
+
+
+@pytest.mark.parametrize(("name", "expected"), [(name, fmt) for name, fmt, *_ in SAMPLES])
 def test_detect_format(name, expected):
     assert detect_format(FEEDS / name) == expected
 
@@ -452,7 +444,7 @@ def test_sample_feeds_meet_the_rubricator_by_name():
     # No mapping file: the Categorizer places what the shops' own names say, and lists the rest.
     rubricator, categorize = load_rubricator(), Categorizer()
     placed = {}
-    for name in ("shop.yml", "shop-gmc.xml", "shop.csv", "shop.jsonl"):
+    for name, *_ in SAMPLES:
         for record in records(list(read_feed(FEEDS / name))):
             category_id = categorize(record.category_path, gender=record.gender)
             placed[record.offer_id] = rubricator.get(category_id).name if category_id else None
