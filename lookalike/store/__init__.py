@@ -495,6 +495,32 @@ class _Store:
         """The points with these ids that exist, by id, with payloads and (if asked) both vectors. No search."""
         raise NotImplementedError
 
+    def content_hashes(self, shop: str) -> dict[str, str | None]:
+        """Every offer id of `shop` with the content hash it was upserted with (None: none was given)."""
+        found: dict[str, str | None] = {}
+        offset = None
+        while True:
+            payloads, offset = self._scroll_shop(shop, offset)
+            found.update((payload["offer_id"], payload.get(CONTENT_HASH)) for payload in payloads)
+            if offset is None:
+                return found
+
+    def delete_offers(self, shop: str, offer_ids: Sequence[str]) -> None:
+        """Delete these offers of `shop` (ids that are not there are no error), in upsert-sized batches."""
+        for start in range(0, len(offer_ids), self.upsert_batch_size):
+            self._delete_ids(
+                [point_id(shop, offer_id) for offer_id in offer_ids[start : start + self.upsert_batch_size]]
+            )
+
+    def _scroll_shop(self, shop: str, offset: str | None) -> tuple[list[dict], str | None]:
+        """One page (`SCROLL_PAGE`) of `shop`'s points from `offset`: their `offer_id` and `CONTENT_HASH`
+        payload fields only, and the offset of the next page (None after the last)."""
+        raise NotImplementedError
+
+    def _delete_ids(self, ids: list[str]) -> None:
+        """Delete the points with these ids, waiting until it is done."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class _Point:

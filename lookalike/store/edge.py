@@ -297,29 +297,20 @@ class EdgeStore(_Store):
         # An exact facet still lists a value whose points were all deleted, with a count of 0.
         return sorted(str(hit.value) for hit in response if hit.count > 0)
 
-    def content_hashes(self, shop: str) -> dict[str, str | None]:
-        shard = self._live()
-        found: dict[str, str | None] = {}
-        offset = None
-        while True:
-            records, offset = shard.scroll(
-                ScrollRequest(
-                    offset=offset,
-                    limit=SCROLL_PAGE,
-                    filter=_filter(Filters(shop=shop)),
-                    with_payload=PayloadSelector.Include(["offer_id", CONTENT_HASH]),
-                    with_vector=False,
-                )
+    def _scroll_shop(self, shop: str, offset: str | None) -> tuple[list[dict], str | None]:
+        records, offset = self._live().scroll(
+            ScrollRequest(
+                offset=offset,
+                limit=SCROLL_PAGE,
+                filter=_filter(Filters(shop=shop)),
+                with_payload=PayloadSelector.Include(["offer_id", CONTENT_HASH]),
+                with_vector=False,
             )
-            found.update((record.payload["offer_id"], record.payload.get(CONTENT_HASH)) for record in records)
-            if offset is None:
-                return found
+        )
+        return [record.payload for record in records], offset
 
-    def delete_offers(self, shop: str, offer_ids: Sequence[str]) -> None:
-        shard = self._live()
-        for start in range(0, len(offer_ids), self.upsert_batch_size):
-            ids = [point_id(shop, offer_id) for offer_id in offer_ids[start : start + self.upsert_batch_size]]
-            shard.update(UpdateOperation.delete_points(ids))
+    def _delete_ids(self, ids: list[str]) -> None:
+        self._live().update(UpdateOperation.delete_points(ids))
 
     def delete_shop(self, shop: str) -> int:
         shard = self._live()

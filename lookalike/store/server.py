@@ -256,28 +256,19 @@ class ServerStore(_Store):
         response = self._live().facet(self.collection, key=field, limit=limit, exact=True)
         return sorted(str(hit.value) for hit in response.hits)
 
-    def content_hashes(self, shop: str) -> dict[str, str | None]:
-        client = self._live()
-        found: dict[str, str | None] = {}
-        offset = None
-        while True:
-            records, offset = client.scroll(
-                self.collection,
-                scroll_filter=_filter(Filters(shop=shop)),
-                limit=SCROLL_PAGE,
-                offset=offset,
-                with_payload=["offer_id", CONTENT_HASH],
-                with_vectors=False,
-            )
-            found.update((record.payload["offer_id"], record.payload.get(CONTENT_HASH)) for record in records)
-            if offset is None:
-                return found
+    def _scroll_shop(self, shop: str, offset: str | None) -> tuple[list[dict], str | None]:
+        records, offset = self._live().scroll(
+            self.collection,
+            scroll_filter=_filter(Filters(shop=shop)),
+            limit=SCROLL_PAGE,
+            offset=offset,
+            with_payload=["offer_id", CONTENT_HASH],
+            with_vectors=False,
+        )
+        return [record.payload for record in records], offset
 
-    def delete_offers(self, shop: str, offer_ids: Sequence[str]) -> None:
-        client = self._live()
-        for start in range(0, len(offer_ids), self.upsert_batch_size):
-            ids = [point_id(shop, offer_id) for offer_id in offer_ids[start : start + self.upsert_batch_size]]
-            client.delete(self.collection, points_selector=models.PointIdsList(points=ids), wait=True)
+    def _delete_ids(self, ids: list[str]) -> None:
+        self._live().delete(self.collection, points_selector=models.PointIdsList(points=ids), wait=True)
 
     def delete_shop(self, shop: str) -> int:
         client = self._live()
