@@ -95,7 +95,7 @@ _IMAGE_STATUS = {
     "too_small": (HTTPStatus.UNPROCESSABLE_ENTITY, "image_too_small"),
 }
 # Bounds decoding across the worker's requests: memory in flight, threads and time (lookalike.api.limits).
-DECODES = DecodeGate()
+DECODES = DecodeGate.from_settings(get_settings())
 
 
 @bentoml.service(name="lookalike", workers=1, traffic={"timeout": 60})

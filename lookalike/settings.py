@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lookalike.api import limits
 from lookalike.store import Quantization
 
 
@@ -81,6 +82,19 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(15 * 1024 * 1024, description="Largest accepted image upload.")
     max_image_pixels: int = Field(50_000_000, description="Largest accepted decoded image (width x height).")
     max_top_k: int = Field(100, description="Largest `top_k` a search may ask for.")
+    # What one request may cost the API worker; the defaults' reasons are in `lookalike.api.limits`.
+    decode_concurrency: int = Field(limits.DECODE_CONCURRENCY, ge=1, description="Image decodes at once.")
+    decode_memory_mb: int = Field(
+        limits.DECODE_MEMORY_MB, ge=1, description="Estimated decode memory in flight; a photo needing more gets 413."
+    )
+    decode_wait_s: float = Field(limits.DECODE_WAIT_S, gt=0, description="Longest wait for room to decode (then 503).")
+    decode_timeout_s: float = Field(limits.DECODE_TIMEOUT_S, gt=0, description="Longest decode (then 422).")
+    body_grace_s: float = Field(
+        limits.BODY_GRACE_S, gt=0, description="Seconds a request body may take before its rate is checked."
+    )
+    body_min_rate: int = Field(
+        limits.BODY_MIN_RATE, ge=1, description="Bytes a second a body must average after the grace (else 408)."
+    )
 
     # Search ranking: the weighted mean of the `shape` and `color` cosines over a shortlist drawn from
     # each vector with a positive weight (`VectorStore.search_fused`).

@@ -26,6 +26,7 @@ from starlette.types import Message, Receive
 from lookalike.api.errors import ApiError, field_name
 from lookalike.api.limits import BODY_GRACE_S, BODY_MIN_RATE
 from lookalike.schemas import DetectRequest, SearchOptions, SearchRequest, Weights
+from lookalike.settings import get_settings
 
 Options = TypeVar("Options", bound=BaseModel)
 
@@ -65,7 +66,7 @@ async def _read(request: Request, max_bytes: int, json_model: type, form_model: 
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    capped = Request(request.scope, receive=_capped(request.receive, limit))
+    capped = Request(request.scope, receive=_body_capped(request.receive, limit))
     if kind == "json":
         body = validate(json_model, _json_object(await capped.body()))
         options = (
@@ -87,7 +88,7 @@ async def read_json(request: Request, model: type[Options], max_bytes: int = _BO
     """A JSON body of at most `max_bytes` as `model`, with the same errors as the photo routes."""
     if _content_kind(request) != "json":
         raise ApiError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json")
-    capped = Request(request.scope, receive=_capped(request.receive, max_bytes))
+    capped = Request(request.scope, receive=_body_capped(request.receive, max_bytes))
     return validate(model, _json_object(await capped.body()))
 
 
@@ -149,14 +150,20 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
-def _too_slow(received: int, seconds: float) -> ApiError:
+def _too_slow(received: int, seconds: float, grace_s: float, min_rate: float) -> ApiError:
     return ApiError(
         HTTPStatus.REQUEST_TIMEOUT,
         "request_timeout",
-        f"the request body arrived too slowly ({received} bytes in {seconds:.0f} s); after {BODY_GRACE_S:.0f} s "
-        f"it must arrive at {BODY_MIN_RATE} bytes a second or more",
+        f"the request body arrived too slowly ({received} bytes in {seconds:.0f} s); after {grace_s:g} s "
+        f"it must arrive at {min_rate:g} bytes a second or more",
         headers=_CLOSE,
     )
+
+
+def _body_capped(receive: Receive, limit: int) -> Receive:
+    """`_capped` with the settings' arrival bounds."""
+    settings = get_settings()
+    return _capped(receive, limit, grace_s=settings.body_grace_s, min_rate=settings.body_min_rate)
 
 
 def _capped(receive: Receive, limit: int, *, grace_s: float = BODY_GRACE_S, min_rate: float = BODY_MIN_RATE) -> Receive:
@@ -174,7 +181,7 @@ def _capped(receive: Receive, limit: int, *, grace_s: float = BODY_GRACE_S, min_
             async with asyncio.timeout_at(started + grace_s + received / min_rate):
                 message = await receive()
         except TimeoutError:
-            raise _too_slow(received, loop.time() - started) from None
+            raise _too_slow(received, loop.time() - started, grace_s, min_rate) from None
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:

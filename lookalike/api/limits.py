@@ -27,24 +27,27 @@ import asyncio
 import ctypes
 from collections import deque
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from lookalike.settings import Settings
 
 T = TypeVar("T")
 
-# Defaults for the service (proposed settings in brackets).
+# The settings' defaults (the settings in brackets, `lookalike.settings`).
 # Decodes at once [LOOKALIKE_DECODE_CONCURRENCY]: decoding is CPU-bound and releases the GIL; more than the
 # cores gives no throughput. On 2 cores, 4 leaves 2 of asyncio's default 6 threads to the store and presets.
 DECODE_CONCURRENCY = 4
 # Decode memory in flight [LOOKALIKE_DECODE_MEMORY_MB]: room for one RGB PNG at the pixel limit (50 MP:
 # ~350 MB estimated) and phone photos beside it (a 12 MP JPEG: ~100 MB; a 48 MP one, DCT-scaled, as much);
 # also the most one photo may need: an RGBA PNG up to ~48 MP, a WebP up to ~29 MP.
-DECODE_MEMORY_BYTES = 512 * 2**20
+DECODE_MEMORY_MB = 512
 # Longest wait for the gate [LOOKALIKE_DECODE_WAIT_S]; then 503, "retry later".
 DECODE_WAIT_S = 10.0
 # Longest decode [LOOKALIKE_DECODE_TIMEOUT_S]: a 49 MP PNG takes about 1 s here, so 10 s is only reached
 # by a pathological file (or a starved machine); then 422.
 DECODE_TIMEOUT_S = 10.0
-# A body's arrival: BODY_GRACE_S for free, then BODY_MIN_RATE bytes a second on average (64 kbit/s). A slower
+# A body's arrival [LOOKALIKE_BODY_GRACE_S, LOOKALIKE_BODY_MIN_RATE]: BODY_GRACE_S for free, then BODY_MIN_RATE bytes a second on average (64 kbit/s). A slower
 # body of over ~0.5 MB could not finish within the 60 s traffic timeout anyway; this answers it sooner, and in our shape.
 BODY_GRACE_S = 10.0
 BODY_MIN_RATE = 8 * 1024
@@ -87,7 +90,7 @@ class DecodeGate:
         self,
         *,
         concurrency: int = DECODE_CONCURRENCY,
-        memory: int = DECODE_MEMORY_BYTES,
+        memory: int = DECODE_MEMORY_MB * 2**20,
         wait_s: float = DECODE_WAIT_S,
         timeout_s: float = DECODE_TIMEOUT_S,
     ) -> None:
@@ -100,6 +103,15 @@ class DecodeGate:
         self.running = 0
         self.in_flight = 0  # bytes
         self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DecodeGate:
+        return cls(
+            concurrency=settings.decode_concurrency,
+            memory=settings.decode_memory_mb * 2**20,
+            wait_s=settings.decode_wait_s,
+            timeout_s=settings.decode_timeout_s,
+        )
 
     async def run(self, cost: int, work: Callable[[], T]) -> T:
         """`work()` in a worker thread once there is room for `cost` bytes.

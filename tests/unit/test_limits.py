@@ -157,3 +157,26 @@ def test_a_trickled_body_is_cut_after_the_grace_period():
 def test_a_body_arriving_at_the_minimum_rate_is_read():
     steady = body([b"x" * 100] * 20, 0.01)  # 10 kB a second
     assert run(read_all(_capped(steady, 10_000, grace_s=0.05, min_rate=2000))) == 2000
+
+
+def test_the_gate_and_the_body_bounds_follow_the_settings(monkeypatch):
+    from lookalike.settings import Settings, get_settings
+
+    settings = Settings(
+        _env_file=None, decode_concurrency=2, decode_memory_mb=64, decode_wait_s=1.5, decode_timeout_s=2.5
+    )
+    gate = DecodeGate.from_settings(settings)
+    assert (gate.concurrency, gate.memory, gate.wait_s, gate.timeout_s) == (2, 64 * 2**20, 1.5, 2.5)
+
+    monkeypatch.setenv("LOOKALIKE_BODY_GRACE_S", "0.2")
+    monkeypatch.setenv("LOOKALIKE_BODY_MIN_RATE", "1000")
+    get_settings.cache_clear()
+    try:
+        from lookalike.api.inputs import _body_capped
+
+        with pytest.raises(ApiError) as refused:
+            run(read_all(_body_capped(body([b"x"] * 100, 0.05), 10_000)))  # 20 bytes a second
+        assert refused.value.status == 408
+        assert "after 0.2 s it must arrive at 1000 bytes a second" in refused.value.detail
+    finally:
+        get_settings.cache_clear()
