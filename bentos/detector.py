@@ -9,18 +9,15 @@ import numpy as np
 
 from bentos.npy import read_npy_batch
 from lookalike.api.metrics import model_batch_seconds, observe_queue_time
-from lookalike.engines import DETECTOR_FILE, service_resources, serving_device
+from lookalike.engines import DETECTOR_FILE, Device, batching_options, service_resources, serving_device
 from lookalike.settings import get_settings
 
 # As the embedder's (bentos/embedder.py): a photo waits at most this long for company; shorter
 # waits made the batcher shed bursts with 503 on 2 cores. One photo is one row. On a GPU
 # (LOOKALIKE_GPU=true) larger batches in a shorter window (not yet measured on a GPU).
-BATCHING = {"cpu": {"max_batch_size": 16, "max_latency_ms": 500}, "gpu": {"max_batch_size": 64, "max_latency_ms": 100}}
-DEVICE = serving_device()
-# LOOKALIKE_BATCHING=false: the smallest batch BentoML 1.4.40 accepts (it refuses max_batch_size=1 when
-# batchable=True), the load tests' batching-off arm.
-MAX_BATCH_SIZE = BATCHING[DEVICE]["max_batch_size"] if get_settings().batching else 2
-MAX_LATENCY_MS = BATCHING[DEVICE]["max_latency_ms"]
+# (max_batch_size, max_latency_ms) per serving device; LOOKALIKE_BATCHING=false turns batching off.
+BATCHING: dict[Device, tuple[int, int]] = {"cpu": (16, 500), "gpu": (64, 100)}
+MAX_BATCH_SIZE, MAX_LATENCY_MS = BATCHING[serving_device()]
 # Each returned row: per anchor, its box (x0, y0, x1, y1 in input pixels), then one score per class.
 BOX_COLUMNS = 4
 
@@ -46,7 +43,7 @@ class Detector:
         self.engine = open_engine(self.model.path_of(DETECTOR_FILE))
         self.card = DetectorCard.from_metadata(self.model.info.metadata)
 
-    @bentoml.api(batchable=True, batch_dim=(0, 0), max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
+    @bentoml.api(**batching_options(BATCHING))
     def detect(self, pixels: np.ndarray) -> np.ndarray:
         """(n, S, S, 3) uint8 letterboxed (`DetectorCard.preset`) -> (n, anchors, 4 + classes) float32.
 

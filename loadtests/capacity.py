@@ -5,7 +5,7 @@
 In one run, on this machine's cores:
 1. the engines alone (`lookalike.engines`): embedder and detector throughput at batch 1 and 8, and the
    API's preprocessing per photo and per crop: the requests/s the models alone could sustain;
-2. for adaptive batching on, then off (LOOKALIKE_BATCHING=false: max_batch_size=1): `bentoml serve` on
+2. for adaptive batching on, then off (LOOKALIKE_BATCHING=false: the model APIs not batchable): `bentoml serve` on
    the demo store, the step load (`locustfile_step.py`, same steps for both), the CPU and RSS of each
    service process, and the per-stage latency and batch sizes from /metrics;
 3. with batching on, the overload run (`locustfile_overload.py`): what shedding answers, and recovery.
@@ -447,8 +447,8 @@ def write_report(engines: dict, arms: dict, started: float, load: tuple, out: Pa
         "",
         (
             "Batching **on**: the model services' own `max_batch_size` (embedder 32, detector 16), 500 ms window. "
-            "**off**: `LOOKALIKE_BATCHING=false`, max_batch_size=2 (BentoML 1.4.40 refuses 1 with `batchable=True`; a true "
-            "off needs `batchable=False` at the decorator). Same steps, same mix, one after the other."
+            "**off**: `LOOKALIKE_BATCHING=false`, the model APIs declared `batchable=False`: each request's crops "
+            "run as one call, never merged with another request's. Same steps, same mix, one after the other."
         ),
         "",
         (

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     )
     batching: bool = Field(
         True,
-        description="Adaptive batching in the model services; off: max_batch_size=2, the least BentoML accepts.",
+        description="Adaptive batching in the model services; off: their APIs are not batchable (each call runs alone).",
     )
 
     # Data.

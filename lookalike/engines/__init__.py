@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -118,6 +119,19 @@ def serving_device() -> Device:
 def service_resources() -> dict:
     """`@bentoml.service` keyword arguments for the serving device: a GPU when one is asked for."""
     return {"resources": {"gpu": 1}} if serving_device() == "gpu" else {}
+
+
+def batching_options(limits: Mapping[Device, tuple[int, int]]) -> dict:
+    """`@bentoml.api` keyword arguments of a model service's batched API: adaptive batching up to
+    `limits[device]` = (max_batch_size, max_latency_ms) on the serving device. With the `batching`
+    setting off, the API is not batchable at all: each caller's batch runs as it comes (the load
+    tests' batching-off arm; BentoML refuses max_batch_size=1 with batching on)."""
+    from lookalike.settings import get_settings
+
+    if not get_settings().batching:
+        return {"batchable": False}
+    max_batch_size, max_latency_ms = limits[serving_device()]
+    return {"batchable": True, "batch_dim": (0, 0), "max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms}
 
 
 def load_embedder(tag: str, backend: str | None = None):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.integration.conftest import CORS_ORIGIN, SHOP, WRITE_KEY
+from tests.integration.conftest import CORS_ORIGIN, SHOP, WRITE_KEY, serve
 from tests.integration.priced import DOOMED_OFFERS, DOOMED_SHOP, color_of, currency_of, offer_ids, price_of
 
 pytestmark = pytest.mark.slow
@@ -105,6 +105,28 @@ def test_base64_and_url_find_what_multipart_finds(server, image_host, photo):
     expected = products(by_upload.json())
     assert expected and expected[0]
     assert products(by_base64.json()) == expected == products(data_url.json()) == products(by_url.json())
+
+
+@pytest.fixture(scope="module")
+def unbatched(model_env, catalogue, tmp_path_factory) -> Iterator[str]:
+    """The service with the model services' batching off (LOOKALIKE_BATCHING=false: not batchable at all)."""
+    with serve(model_env, catalogue, tmp_path_factory.mktemp("unbatched"), {"LOOKALIKE_BATCHING": "false"}) as url:
+        yield url
+
+
+def test_batching_off_gives_the_same_answers(server, unbatched, photo):
+    # The load tests' batching-off arm must differ only in speed: same items, same products (of the
+    # shop both catalogues hold: `server`'s has another shop besides).
+    on, off = (multipart(url, photo, top_k=5, shop=SHOP) for url in (server, unbatched))
+    assert on.status_code == off.status_code == 200, (on.text, off.text)
+    for batched, single in zip(on.json()["items"], off.json()["items"], strict=True):
+        assert [p["offer_id"] for p in batched["products"]] == [p["offer_id"] for p in single["products"]]
+        assert np.allclose(
+            [p["score"] for p in batched["products"]], [p["score"] for p in single["products"]], atol=1e-4
+        )
+    detected = [multipart(url, photo, path="/detect").json()["items"] for url in (server, unbatched)]
+    assert len(detected[0]) == len(detected[1]) > 0
+    assert np.allclose([item["box"] for item in detected[0]], [item["box"] for item in detected[1]], atol=1)
 
 
 def test_detect_takes_json_too(server, photo):

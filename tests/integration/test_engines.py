@@ -175,28 +175,30 @@ def test_float16_graph_for_tensorrt_stays_close(model, reference, record_propert
         assert errors["boxes"] <= FP16_BOX_TOLERANCE_PX and errors["scores"] <= FP16_SCORE_TOLERANCE, errors
 
 
-def test_services_declare_a_gpu_only_when_asked():
+def test_services_declare_a_gpu_and_batching_as_the_settings_ask():
     script = (
         "import json, bentos.embedder as e, bentos.detector as d; "
         "print(json.dumps([s.config.get('resources') for s in (e.Embedder, d.Detector)] + "
-        "[e.MAX_BATCH_SIZE, e.MAX_LATENCY_MS, d.MAX_BATCH_SIZE]))"
+        "[e.MAX_BATCH_SIZE, e.MAX_LATENCY_MS, d.MAX_BATCH_SIZE] + "
+        "[s.apis[a].batchable for s, a in ((e.Embedder, 'embed'), (d.Detector, 'detect'))]))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")} | {"PYTHONPATH": str(ROOT)}
     answers = {}
-    for gpu in ("false", "true"):
+    for gpu, batching in (("false", "true"), ("true", "true"), ("false", "false")):
         result = subprocess.run(
             [sys.executable, "-c", script],
             cwd=ROOT,
-            env={**env, "LOOKALIKE_GPU": gpu},
+            env={**env, "LOOKALIKE_GPU": gpu, "LOOKALIKE_BATCHING": batching},
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
         assert result.returncode == 0, result.stderr[-2000:]
-        answers[gpu] = json.loads(result.stdout.strip().splitlines()[-1])
-    assert answers["false"] == [None, None, 32, 500, 16]
-    assert answers["true"] == [{"gpu": 1}, {"gpu": 1}, 64, 100, 64]
+        answers[gpu, batching] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answers["false", "true"] == [None, None, 32, 500, 16, True, True]
+    assert answers["true", "true"] == [{"gpu": 1}, {"gpu": 1}, 64, 100, 64, True, True]
+    assert answers["false", "false"][-2:] == [False, False]  # batching off: each caller's batch as it comes
 
 
 # ---------------------------------------------------------------------------------------------
