@@ -37,7 +37,7 @@ PREVIOUS := $(VAR)/previous
 CATALOG := $(VAR)/.demo-catalog
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-full container bench-engines bench-indexer browser model train train-gpu finetune train-heldout train-detector train-detector-gpu report report-detector demo-catalog demo test test-fast bench loadtest loadtest-smoke loadtest-soak clean
+.PHONY: help install install-full container bench-engines bench-indexer browser model train train-gpu finetune detail train-heldout train-detector train-detector-gpu report report-detector demo-catalog demo test test-fast bench loadtest loadtest-smoke loadtest-soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -79,6 +79,7 @@ train: $(INSTALLED)  ## train the embedders on the CPU, evaluate, export and shi
 	$(BIN)/python -m training.embedder.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --name lookalike-embedder-candidate
 	$(BIN)/python -m training.embedder.evaluate --model lookalike-embedder-candidate:latest --out $(REPORT)
 	$(BIN)/python -m training.embedder.export --checkpoint $(TRAIN_RUN)/checkpoint.pth --metrics $(REPORT)/metrics.json --ship $(ARTIFACT)
+	$(MAKE) detail
 
 # The shipped embedder: the GPU model (shipped at GPU_MODEL, git history) fine-tuned on the CPU, its
 # trunk frozen, with close-up (partial) and hard-photo views besides the usual ones (~35 min here).
@@ -92,6 +93,13 @@ finetune: $(INSTALLED)  ## fine-tune the GPU model (git history) on the CPU with
 	$(BIN)/python -m training.embedder.export --checkpoint $(FINETUNE_RUN)/checkpoint.pth --name lookalike-embedder-candidate
 	$(BIN)/python -m training.embedder.evaluate --model lookalike-embedder-candidate:latest --out $(REPORT)
 	$(BIN)/python -m training.embedder.export --checkpoint $(FINETUNE_RUN)/checkpoint.pth --metrics $(REPORT)/metrics.json --ship $(ARTIFACT)
+	$(MAKE) detail
+
+# The detail head: GeM of the shipped embedder's head conv, whitened on the train photos as the
+# catalogue crops them (`training.embedder.detail`); fitting again replaces the one it has.
+detail: $(INSTALLED)  ## fit the shipped embedder's detail vector (same-item search) and ship the graph with it
+	$(BIN)/python -m training.embedder.detail --onnx $(ARTIFACT).onnx --out $(VAR)/detail/embedder.onnx
+	cp $(VAR)/detail/embedder.onnx $(ARTIFACT).onnx && cp $(VAR)/detail/embedder.json $(ARTIFACT).json
 
 # The class-held-out run: the CPU recipe with HELDOUT_CLASSES left out of training entirely.
 train-heldout: $(INSTALLED)  ## train the CPU recipe without two classes (the report's class-held-out row)
@@ -146,6 +154,8 @@ $(CATALOG): $(EMBEDDER) $(DETECTOR_MODEL)
 	    echo "LOOKALIKE_CLOTHING_DIR=$(CURDIR)/$(VAR)/synthetic" > $(VAR)/demo.env; \
 	  fi; \
 	else echo "LOOKALIKE_CLOTHING_DIR=$$LOOKALIKE_CLOTHING_DIR" > $(VAR)/demo.env; fi
+	@# A new embedder may make other vectors than the demo store holds: the demo's store is rebuilt.
+	rm -rf $(VAR)/store
 	set -a && source $(VAR)/demo.env && set +a && \
 	  $(BIN)/python -m indexer folder "$$LOOKALIKE_CLOTHING_DIR/train" --shop demo --mapping indexer/mappings/clothing.txt
 	@touch $@

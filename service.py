@@ -69,6 +69,7 @@ from lookalike.schemas import (
     ShopSummary,
     SimilarResponse,
     Weights,
+    default_weights_for,
 )
 from lookalike.settings import get_settings
 from lookalike.store import Filters, Hit, VectorStore, open_store
@@ -127,7 +128,10 @@ class Lookalike:
         self._store_tried = 0.0
         self._open_store()  # a Qdrant server that is down now is retried by later requests (503 meanwhile)
         self.fetcher = ImageFetcher.from_settings(self.settings)
-        self.default_weights = Weights.model_validate(self.settings.default_weights)
+        # An embedder without the vector a default weighs is served with the weights it was served with.
+        self.default_weights = Weights.model_validate(
+            default_weights_for(self.embedder_card.vector_names, self.settings.default_weights)
+        )
 
     async def __is_ready__(self) -> bool:
         """Models loaded (BentoML asks the model services) and the store answering."""
@@ -162,7 +166,7 @@ class Lookalike:
         ]
         vectors = await self._embed([picture.crop(f.box) for f in framed])
         hits = await self._search_store(vectors, weights, top_k, filters)
-        queries = [tokens.encode(shape, color) for shape, color in zip(vectors["shape"], vectors["color"])]
+        queries = [tokens.encode([vectors[name][row] for name in vectors]) for row in range(len(framed))]
         return SearchResponse(
             items=[
                 Item(**item, products=[self._product(hit) for hit in found], query=query)
@@ -259,7 +263,7 @@ class Lookalike:
         queries = {name: vector[None, :] for name, vector in stored.vectors.items()}
         filters = Filters(**{**filters.__dict__, "exclude_ids": (stored.id,)})
         hits = await self._search_store(queries, weights_, top_k, filters)
-        itself = Hit(id=stored.id, score=1.0, offer=stored.offer, shape_score=1.0, color_score=1.0)
+        itself = Hit(id=stored.id, score=1.0, offer=stored.offer, **{f"{name}_score": 1.0 for name in stored.vectors})
         return SimilarResponse(
             product=self._product(itself), products=[self._product(hit) for hit in hits[0]], took_ms=_since(started)
         )
@@ -315,7 +319,15 @@ class Lookalike:
             min_price=options.min_price,
             max_price=options.max_price,
         )
-        return options.top_k, options.weights or self.default_weights, filters
+        weights = options.weights or self.default_weights
+        if weights.detail > 0 and "detail" not in self.embedder_card.dims:
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "invalid_field",
+                "weights.detail: this server's embedder makes no detail vector; weigh shape and color only",
+                field="weights.detail",
+            )
+        return options.top_k, weights, filters
 
     def _category_id(self, category: str | None) -> int | None:
         if category is None:
@@ -377,8 +389,7 @@ class Lookalike:
         with stage("embed"):
             pixels = await asyncio.to_thread(self.embedder_card.preset.batch, crops)
             vectors = await self._model_call("embedder", self.embedder.to_async.embed(pixels))  # one call per photo
-        shape_dim = self.embedder_card.shape_dim
-        return {"shape": vectors[:, :shape_dim], "color": vectors[:, shape_dim:]}
+        return self.embedder_card.split_columns(vectors)
 
     async def _search_store(
         self, queries: dict[str, np.ndarray], weights: Weights, top_k: int, filters: Filters
@@ -387,7 +398,7 @@ class Lookalike:
             return await self._store_call(
                 lambda store, *args, **kwargs: store.search_fused(*args, **kwargs),
                 queries,
-                weights=weights.model_dump(),
+                weights={name: getattr(weights, name) for name in self.embedder_card.vector_names},
                 top_k=top_k,
                 filters=filters,
                 shortlist=self.settings.fusion_shortlist,
@@ -436,6 +447,7 @@ class Lookalike:
             score=hit.score,
             shape_score=hit.shape_score,
             color_score=hit.color_score,
+            detail_score=hit.detail_score,
             category=name,
             **offer.model_dump(exclude={"category_ids"}),
         )

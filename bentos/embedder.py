@@ -44,7 +44,8 @@ class Embedder:
 
     @bentoml.api(**batching_options(BATCHING))
     def embed(self, pixels: np.ndarray) -> np.ndarray:
-        """(n, h, w, 3) uint8 -> (n, shape_dim + color_dim) float32: `shape` columns first, then `color`."""
+        """(n, h, w, 3) uint8 -> (n, sum of the card's dims) float32: `shape` columns first, then `color`
+        (then `detail`, for embedders that make it: `EmbedderCard.split_columns` takes them apart)."""
         return self._embed(pixels)
 
     @bentoml.api
@@ -60,4 +61,4 @@ class Embedder:
     def _embed(self, pixels: np.ndarray) -> np.ndarray:
         with model_batch_seconds.labels(model="embedder").time():
             vectors = self.engine(pixels)
-        return np.concatenate([vectors["shape"], vectors["color"]], axis=1)
+        return np.concatenate([vectors[name] for name in self.card.vector_names], axis=1)

@@ -277,8 +277,7 @@ class _Job:
 @dataclass
 class _Embedded:
     jobs: list[_Job]
-    shape: np.ndarray
-    color: np.ndarray
+    vectors: dict[str, np.ndarray]  # vector name -> (len(jobs), dim), every vector the embedder makes
     whole: int
 
 
@@ -566,7 +565,7 @@ class _Run:
             except BaseException as error:  # noqa: BLE001 (any failure stops the run; run() raises it)
                 self._fail(error)
                 continue
-            self.writer_queue.put(_Embedded(jobs, vectors["shape"], vectors["color"], whole))
+            self.writer_queue.put(_Embedded(jobs, vectors, whole))
 
     def _writer(self) -> None:
         """Upserts what arrives, `upsert_batch` offers at most at a time, until told to stop; after a
@@ -589,13 +588,13 @@ class _Run:
 
     def _write(self, items: list) -> None:
         jobs: list[_Job] = []
-        shapes, colors = [], []
+        rows: dict[str, list[np.ndarray]] = {name: [] for name in self.store.dims}
         whole = 0
         for item in items:
             if isinstance(item, _Embedded):
                 jobs += item.jobs
-                shapes.append(item.shape)
-                colors.append(item.color)
+                for name, matrices in rows.items():
+                    matrices.append(item.vectors[name])
                 whole += item.whole
                 continue
             for job in item:  # refreshed offers: their stored vectors, the new payload
@@ -604,14 +603,16 @@ class _Run:
                     self._finish(fail=("store: stored vectors gone", job.offer.offer_id))
                     continue
                 jobs.append(job)
-                shapes.append(stored.vectors["shape"][None])
-                colors.append(stored.vectors["color"][None])
+                for name, matrices in rows.items():
+                    matrices.append(stored.vectors[name][None])
         if not jobs:
             return
+        vectors = {name: np.concatenate(matrices) for name, matrices in rows.items()}
         self.store.upsert(
             [job.offer for job in jobs],
-            np.concatenate(shapes),
-            np.concatenate(colors),
+            vectors["shape"],
+            vectors["color"],
+            detail=vectors.get("detail"),
             content_hashes=[job.content_hash for job in jobs],
         )
         log.debug("upserted %d offers", len(jobs))

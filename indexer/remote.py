@@ -107,7 +107,7 @@ class RemoteModel:
 
 
 class RemoteEmbedder:
-    """`Embedder.embed` at `url` as an engine: pixels -> {"shape", "color"}, split by the card's sizes."""
+    """`Embedder.embed` at `url` as an engine: pixels -> {"shape", "color"[, "detail"]}, split by the card's sizes."""
 
     def __init__(self, url: str, card: EmbedderCard, **options) -> None:
         self.model = RemoteModel(url, "embed", **options)
@@ -115,15 +115,15 @@ class RemoteEmbedder:
 
     def __call__(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         rows = self.model.call(pixels)
-        expected = self.card.shape_dim + self.card.color_dim
+        expected = sum(self.card.dims.values())
         if rows.ndim != 2 or rows.shape != (len(pixels), expected):
             raise RemoteError(
                 f"the embedder at {self.model.url} answered {rows.shape} for {len(pixels)} crops; the local card says "
-                f"{expected} columns (shape {self.card.shape_dim} + color {self.card.color_dim}): it serves another "
+                f"{expected} columns ({self.card.dims}): it serves another "
                 "model than the local model store holds"
             )
         rows = rows.astype(np.float32, copy=False)
-        return {"shape": rows[:, : self.card.shape_dim], "color": rows[:, self.card.shape_dim :]}
+        return self.card.split_columns(rows)
 
 
 class RemoteDetector:

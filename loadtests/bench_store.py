@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from lookalike.catalog import Offer
 from lookalike.settings import get_settings
-from lookalike.store import QUANTIZATIONS, VECTORS, Filters, Hit, Quantization, VectorName, _Point, _rank, point_id
+from lookalike.store import QUANTIZATIONS, Filters, Hit, Quantization, VectorName, _Point, _rank, point_id
 from lookalike.store.edge import EdgeStore
 
 log = logging.getLogger("bench_store")
@@ -64,6 +64,8 @@ CLUSTER_SPREAD = 0.75  # noise norm relative to the unit centre: intra-cluster c
 QUERY_NOISE = 0.33  # noise norm relative to a catalogue vector: cosine to the source ~ 0.95
 WARMUP_QUERIES = 20
 FUSION_SHORTLISTS = (25, 50, 100, 200)
+# The vectors the fusion benchmark's stores hold and fuse.
+FUSED: tuple[VectorName, ...] = ("shape", "color")
 FUSION_WEIGHTS: tuple[dict[VectorName, float], ...] = (
     {"shape": 1.0, "color": 0.0},
     {"shape": 0.5, "color": 0.5},
@@ -156,11 +158,11 @@ def true_fused_top_k(data: Dataset, weights: dict[VectorName, float], k: int) ->
     total = sum(weights.values())
     vectors = {"shape": data.shape, "color": data.color}
     queries = {"shape": data.queries, "color": data.color_queries}
-    units = {name: vectors[name] / np.linalg.norm(vectors[name], axis=1, keepdims=True) for name in VECTORS}
+    units = {name: vectors[name] / np.linalg.norm(vectors[name], axis=1, keepdims=True) for name in FUSED}
     result = []
     for start in range(0, len(data.queries), 256):
         fused = 0
-        for name in VECTORS:
+        for name in FUSED:
             query = queries[name][start : start + 256]
             query = query / np.linalg.norm(query, axis=1, keepdims=True)
             fused = fused + weights[name] / total * (query @ units[name].T)
@@ -173,14 +175,19 @@ def _hits(candidates: list[_Point], query: dict[VectorName, np.ndarray], weights
     """Hits as `search_fused` makes them (all three scores, offers parsed) from points with payloads and vectors."""
     payloads = {c.id: c.payload for c in candidates}
     return [
-        Hit(id=i, score=score, offer=Offer.model_validate(payloads[i]), shape_score=s, color_score=c)
-        for i, score, s, c in _rank(candidates, query, weights, k)
+        Hit(
+            id=i,
+            score=score,
+            offer=Offer.model_validate(payloads[i]),
+            **{f"{name}_score": cosine for name, cosine in cosines.items()},
+        )
+        for i, score, cosines in _rank(candidates, query, weights, k)
     ]
 
 
 def own_all_payloads(store: EdgeStore, query, weights, k: int, shortlist: int) -> list[Hit]:
     """The fusion as first written: every candidate comes with its payload and both vectors."""
-    weighted = [name for name in VECTORS if weights[name] > 0]
+    weighted = [name for name in FUSED if weights[name] > 0]
     found = store._nearest([(name, query[name]) for name in weighted], max(shortlist, k), Filters(), with_vectors=True)
     return _hits(list({point.id: point for points in found for point in points}.values()), query, weights, k)
 
@@ -191,7 +198,7 @@ def qdrant_formula(store: EdgeStore, query, weights, k: int, shortlist: int, *, 
     Formula's default (0) stands in, unless `rescore_union`, which rescores the union of the prefetches
     by each vector (original vectors) so that every candidate has both, as `search_fused` does. Twice k
     come back, with vectors, to be ranked in float64 with ties by id as `search_fused` ranks them."""
-    weighted = [name for name in VECTORS if weights[name] > 0]
+    weighted = [name for name in FUSED if weights[name] > 0]
     total = sum(weights.values())
     limit = max(shortlist, k)
 
@@ -233,7 +240,7 @@ def run_fusion(store: EdgeStore, data: Dataset, k: int) -> tuple[list[tuple[str,
     query by query (so that load from elsewhere on the machine hits them alike); and `vectors_of`."""
     methods = {
         "search_fused": lambda q, w, s: store.search_fused(
-            {name: q[name][None, :] for name in VECTORS}, weights=w, top_k=k, shortlist=s
+            {name: q[name][None, :] for name in FUSED}, weights=w, top_k=k, shortlist=s
         )[0],
         "own fusion, payloads of all candidates": lambda q, w, s: own_all_payloads(store, q, w, k, s),
         "Qdrant prefetch + Formula, missing score = 0": lambda q, w, s: qdrant_formula(

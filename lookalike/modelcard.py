@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lookalike.detection import LetterboxPreset, Thresholds
 from lookalike.preprocess import EvalPreset
@@ -42,13 +42,39 @@ class _Card(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+# The order of an embedder's vectors in the model service's columns and in the store.
+VECTOR_ORDER = ("shape", "color", "detail")
+
+
 class EmbedderCard(_Card):
-    """An embedder: (n, crop, crop, 3) uint8 -> L2-normalised `shape` and `color` vectors."""
+    """An embedder: (n, crop, crop, 3) uint8 -> L2-normalised `shape` and `color` vectors, and for
+    embedders shipped with one (`training.embedder.detail`) a `detail` vector: the same item."""
 
     kind: Literal["embedder"] = "embedder"
     preprocess: dict[str, Any]
-    dims: dict[Literal["shape", "color"], int]
+    dims: dict[Literal["shape", "color", "detail"], int]
     classes: list[str] = Field(default_factory=list, description="Category classes of `category_logits`, if any.")
+
+    @field_validator("dims")
+    @classmethod
+    def _shape_and_color_first(cls, dims: dict[str, int]) -> dict[str, int]:
+        """In the order of the model service's columns (shape, color, detail), whatever order the JSON had."""
+        if not {"shape", "color"} <= set(dims) or any(size < 1 for size in dims.values()):
+            raise ValueError(f"dims must give positive sizes for shape, color and optionally detail; got {dims}")
+        return {name: dims[name] for name in VECTOR_ORDER if name in dims}
+
+    @property
+    def vector_names(self) -> tuple[str, ...]:
+        """The vectors this embedder makes, in the order of the model service's columns."""
+        return tuple(self.dims)
+
+    def split_columns(self, rows):
+        """The model service's (n, sum of dims) rows -> {vector name: (n, dim) columns}, in card order."""
+        columns, start = {}, 0
+        for name, size in self.dims.items():
+            columns[name] = rows[:, start : start + size]
+            start += size
+        return columns
 
     @property
     def preset(self) -> EvalPreset:

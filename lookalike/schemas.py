@@ -10,14 +10,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class Weights(BaseModel):
-    """How much each facet counts: `shape` (the cut) and `color` (colour and pattern), each 0..1."""
+    """How much each facet counts, each 0..1: `shape` (the cut), `color` (colour and pattern) and
+    `detail` (this very item: print, texture, hardware; for embedders that make it)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"shape": 1.0, "color": 0.0}]})
 
     shape: float = Field(0.0, ge=0.0, le=1.0, description="Weight of the shape (cut) similarity.")
     color: float = Field(0.0, ge=0.0, le=1.0, description="Weight of the colour-and-pattern similarity.")
+    detail: float = Field(
+        0.0, ge=0.0, le=1.0, description="Weight of the same-item similarity (print, texture, hardware)."
+    )
 
-    @field_validator("shape", "color", mode="before")
+    @field_validator("shape", "color", "detail", mode="before")
     @classmethod
     def _no_booleans(cls, value):
         if isinstance(value, bool):
@@ -26,9 +30,22 @@ class Weights(BaseModel):
 
     @model_validator(mode="after")
     def _not_both_zero(self) -> Weights:
-        if self.shape + self.color <= 0:
-            raise ValueError('at least one of "shape" and "color" must be above 0')
+        if self.shape + self.color + self.detail <= 0:
+            raise ValueError('at least one of "shape", "color" and "detail" must be above 0')
         return self
+
+
+# The default weights for an embedder without a `detail` vector: the service's default before there
+# was one (chosen then by the robustness report's Facets table).
+WEIGHTS_WITHOUT_DETAIL: dict[str, float] = {"shape": 0.75, "color": 0.25}
+
+
+def default_weights_for(vector_names: tuple[str, ...] | list[str], configured: dict[str, float]) -> dict[str, float]:
+    """`configured` (the `default_weights` setting), unless it weighs a vector the embedder does not
+    make: then `WEIGHTS_WITHOUT_DETAIL`, so an older embedder is served (and evaluated) as it was."""
+    if all(name in vector_names for name, weight in configured.items() if weight > 0):
+        return dict(configured)
+    return dict(WEIGHTS_WITHOUT_DETAIL)
 
 
 class Filters(BaseModel):
@@ -66,7 +83,7 @@ class Filters(BaseModel):
 class SearchOptions(Filters):
     top_k: int = Field(10, ge=1, description="Products per item, best first (at most the server's max_top_k).")
     weights: Weights | None = Field(
-        None, description='Facet weights; the server default ({"shape": 1, "color": 0}) when left out.'
+        None, description="Facet weights; the server's default (GET /ui/config.json) when left out."
     )
 
     @field_validator("top_k", mode="before")
@@ -140,10 +157,14 @@ class DetectRequest(ImageSource):
 
 class Product(BaseModel):
     score: float = Field(
-        description="The ranking score: the weighted mean of shape_score and color_score by the request's weights."
+        description="The ranking score: the weighted mean of the facets' scores by the request's weights."
     )
     shape_score: float = Field(description="Cosine similarity of the shapes (cut), -1..1.")
     color_score: float = Field(description="Cosine similarity of the colours and patterns, -1..1.")
+    detail_score: float | None = Field(
+        None,
+        description="Cosine similarity of the items' details (the same item), -1..1; null without a detail vector.",
+    )
     shop: str
     offer_id: str
     title: str

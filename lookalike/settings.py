@@ -96,13 +96,14 @@ class Settings(BaseSettings):
         limits.BODY_MIN_RATE, ge=1, description="Bytes a second a body must average after the grace (else 408)."
     )
 
-    # Search ranking: the weighted mean of the `shape` and `color` cosines over a shortlist drawn from
-    # each vector with a positive weight (`VectorStore.search_fused`).
-    # (0.75, 0.25) by the robustness report's Facets table: instance R@1 up on every query family
-    # against (1, 0) (photo 0.798 -> 0.862, worst family 0.150 -> 0.188, mean 0.530 -> 0.574); (0.5, 0.5)
-    # is 3 of 341 queries ahead on the worst family but behind on all the others.
+    # Search ranking: the weighted mean of the `shape`, `color` and `detail` cosines over a shortlist
+    # drawn from each vector with a positive weight (`VectorStore.search_fused`).
+    # (0.125, 0.125, 0.75) by the robustness report's Facets table (the best worst-family R@1, ties by
+    # the mean): instance R@1 up on every query family against (0.75, 0.25) without detail (photo 0.862
+    # -> 0.950, partial 0.528 -> 0.683, hard 0.317 -> 0.537, worst family 0.188 -> 0.334). An embedder
+    # without a detail vector is served with shape 0.75 · color 0.25 (`lookalike.schemas.default_weights_for`).
     default_weights: dict[str, float] = Field(
-        {"shape": 0.75, "color": 0.25},
+        {"shape": 0.125, "color": 0.125, "detail": 0.75},
         description='Facet weights of a search that gives none, e.g. {"shape": 1, "color": 0}.',
     )
     fusion_shortlist: int = Field(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lookalike.modelcard import DetectorCard
+from lookalike.modelcard import DetectorCard, EmbedderCard
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +48,13 @@ def model_env(tmp_path_factory) -> dict[str, str]:
         else:
             run_python(["-m", exporter, "--provisional"], env)
     return env
+
+
+@pytest.fixture(scope="session")
+def embedder_card(model_env) -> EmbedderCard:
+    """The card of the embedder in `model_env`'s model store (shipped or provisional)."""
+    script = "import bentoml, json; print(json.dumps(bentoml.models.get('lookalike-embedder:latest').info.metadata))"
+    return EmbedderCard.from_metadata(json.loads(run_python(["-c", script], model_env).stdout))
 
 
 @pytest.fixture(scope="session")

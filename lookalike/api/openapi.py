@@ -16,7 +16,7 @@ from lookalike.schemas import ErrorResponse
 
 _WEIGHTS_TEXT = {
     "type": "string",
-    "description": 'Facet weights as JSON ({"shape": 1, "color": 0.5}) or as shape:1,color:0.5.',
+    "description": 'Facet weights as JSON ({"shape": 1, "color": 0.5, "detail": 0}) or as shape:1,color:0.5.',
     "example": "shape:1,color:0",
 }
 

@@ -1,7 +1,8 @@
 """Item query tokens: an item's vectors, handed to the client so it can search the item again
 (other weights, filters or top_k) without sending the photo again and without a model call.
 
-A token is "v1." + base64url of the float32 `shape` and `color` vectors. It carries nothing the
+A token is "v1." + base64url of the item's float32 vectors (`shape`, `color`, and `detail` for
+embedders that make it), in the embedder card's order. It carries nothing the
 client could not learn from the scores, and a forged one can only search with other vectors.
 """
 
@@ -18,8 +19,9 @@ from lookalike.api.errors import ApiError
 PREFIX = "v1."
 
 
-def encode(shape: np.ndarray, color: np.ndarray) -> str:
-    packed = np.concatenate([shape, color]).astype("<f4").tobytes()
+def encode(vectors: list[np.ndarray]) -> str:
+    """One item's vectors, in the card's order (`EmbedderCard.vector_names`)."""
+    packed = np.concatenate(vectors).astype("<f4").tobytes()
     return PREFIX + base64.urlsafe_b64encode(packed).decode().rstrip("=")
 
 
@@ -32,14 +34,17 @@ def decode(token: str, dims: dict[str, int]) -> dict[str, np.ndarray]:
         packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (binascii.Error, ValueError):
         raise _invalid("is not base64url") from None
-    expected = 4 * (dims["shape"] + dims["color"])
+    expected = 4 * sum(dims.values())
     if len(packed) != expected:
         raise _invalid(f"holds {len(packed)} bytes, not the {expected} of this server's embedder")
     vector = np.frombuffer(packed, "<f4").astype(np.float32)
-    shape, color = vector[: dims["shape"]], vector[dims["shape"] :]
-    if not np.isfinite(vector).all() or not (np.linalg.norm(shape) > 0 and np.linalg.norm(color) > 0):
+    vectors, start = {}, 0
+    for name, size in dims.items():
+        vectors[name] = vector[None, start : start + size]
+        start += size
+    if not np.isfinite(vector).all() or not all(np.linalg.norm(v) > 0 for v in vectors.values()):
         raise _invalid("holds a zero or non-finite vector")
-    return {"shape": shape[None, :], "color": color[None, :]}
+    return vectors
 
 
 def _invalid(why: str) -> ApiError:

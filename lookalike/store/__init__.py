@@ -84,8 +84,11 @@ __all__ = [
     "point_id",
 ]
 
-VectorName = Literal["shape", "color"]
-VECTORS: tuple[VectorName, ...] = ("shape", "color")
+VectorName = Literal["shape", "color", "detail"]
+# Every vector a store may hold, in this order: `shape` and `color` always, `detail` (the same item,
+# `training.embedder.detail`) for embedders that make it.
+VECTORS: tuple[VectorName, ...] = ("shape", "color", "detail")
+REQUIRED_VECTORS: tuple[VectorName, ...] = ("shape", "color")
 # The size of each named vector, e.g. `EmbedderCard.dims`: a store holds what one embedder makes.
 Dims = Mapping[VectorName, int]
 # The vector codes Qdrant searches before rescoring with the original vectors; chosen when a store is
@@ -164,13 +167,15 @@ class Filters:
 @dataclass(frozen=True)
 class Hit:
     """One offer found. `score` ranks the hits: the cosine of the vector searched, or for `search_fused`
-    the weighted mean of `shape_score` and `color_score`, the cosines of each vector (None when not computed)."""
+    the weighted mean of `shape_score`, `color_score` and `detail_score`, the cosines of each vector
+    (None when not computed, or not in the store)."""
 
     id: str
     score: float
     offer: Offer
     shape_score: float | None = None
     color_score: float | None = None
+    detail_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -191,9 +196,11 @@ class VectorStore(Protocol):
         shape: np.ndarray,
         color: np.ndarray,
         *,
+        detail: np.ndarray | None = None,
         content_hashes: Sequence[str | None] | None = None,
     ) -> None:
         """Insert or overwrite `offers` with their (n, dims[...]) vectors; rows need not be normalised.
+        `detail` is required by a store that holds it (`dims`), and refused by one that does not.
 
         `content_hashes`: one opaque string per offer (or None), stored in the payload as `CONTENT_HASH`
         and read back by `content_hashes`; an offer upserted without one has none afterwards.
@@ -245,12 +252,13 @@ class VectorStore(Protocol):
         filters: Filters | None = None,
         shortlist: int = 100,
     ) -> list[list[Hit]]:
-        """For each query row, the `top_k` offers with the highest weighted mean of both cosines.
+        """For each query row, the `top_k` offers with the highest weighted mean of the vectors' cosines.
 
-        `queries[name]`: (m, dims[name]) for each of `VECTORS`. `weights[name]` in [0, 1], missing = 0,
-        not all 0. Each vector with a positive weight draws `max(shortlist, top_k)` candidates as
-        `search_batch` would (same parameters and filters); on their union, score = (w_shape * shape_score
-        + w_color * color_score) / (w_shape + w_color), the cosines computed from the stored vectors.
+        `queries[name]`: (m, dims[name]) for each vector of the store (`dims`). `weights[name]` in
+        [0, 1], missing = 0, not all 0, naming only the store's vectors. Each vector with a positive
+        weight draws `max(shortlist, top_k)` candidates as `search_batch` would (same parameters and
+        filters); on their union, score = sum(w * cosine) / sum(w) over the vectors, the cosines
+        computed from the stored vectors.
         Best first, ties by point id. With one positive weight this is `search_batch` with limit
         `max(shortlist, top_k)`, cut to `top_k`: more candidates (oversampling x the limit) than a
         search for `top_k` draws, so its top `top_k` can be better, never worse.
@@ -338,11 +346,18 @@ class _Store:
             raise ValueError(f"{what} contains an all-zero vector, which has no cosine similarity")
         return matrix
 
-    def _vectors(self, offers: Sequence[Offer], shape: np.ndarray, color: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            self._rows(shape, "shape", self.dims["shape"], len(offers)),
-            self._rows(color, "color", self.dims["color"], len(offers)),
-        )
+    def _vectors(
+        self, offers: Sequence[Offer], shape: np.ndarray, color: np.ndarray, detail: np.ndarray | None
+    ) -> dict[VectorName, np.ndarray]:
+        """The upserted vectors by name, checked: one row per offer, and `detail` exactly when the store holds it."""
+        given = {"shape": shape, "color": color, "detail": detail}
+        if (detail is None) == ("detail" in self.dims):
+            raise ValueError(
+                "this store holds a detail vector: upsert needs detail="
+                if detail is None
+                else "this store holds no detail vector (its embedder makes none): upsert without detail="
+            )
+        return {name: self._rows(given[name], name, self.dims[name], len(offers)) for name in self.dims}
 
     @staticmethod
     def _payloads(offers: Sequence[Offer], content_hashes: Sequence[str | None] | None) -> list[dict]:
@@ -354,8 +369,8 @@ class _Store:
         return [_payload(offer, content_hash) for offer, content_hash in zip(offers, content_hashes, strict=True)]
 
     def _queries(self, vectors: np.ndarray, using: str, top_k: int) -> np.ndarray:
-        if using not in VECTORS:
-            raise ValueError(f"using must be one of {VECTORS}, got {using!r}")
+        if using not in self.dims:
+            raise ValueError(f"using must be one of this store's vectors {tuple(self.dims)}, got {using!r}")
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         return self._rows(vectors, "query vectors", self.dims[using])
@@ -410,22 +425,22 @@ class _Store:
         shortlist: int = 100,
     ) -> list[list[Hit]]:
         """See `VectorStore.search_fused`."""
-        weight = _check_weights(weights)
+        weight = _check_weights(weights, tuple(self.dims))
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         if shortlist < 1:
             raise ValueError(f"shortlist must be at least 1, got {shortlist}")
-        if not isinstance(queries, Mapping) or set(queries) != set(VECTORS):
+        if not isinstance(queries, Mapping) or set(queries) != set(self.dims):
             got = sorted(queries) if isinstance(queries, Mapping) else type(queries).__name__
-            raise ValueError(f"queries must give a query matrix for each of {VECTORS}, got {got}")
-        rows = {name: self._rows(queries[name], f"queries[{name!r}]", self.dims[name]) for name in VECTORS}
+            raise ValueError(f"queries must give a query matrix for each of {tuple(self.dims)}, got {got}")
+        rows = {name: self._rows(queries[name], f"queries[{name!r}]", self.dims[name]) for name in self.dims}
         if len({len(matrix) for matrix in rows.values()}) != 1:
             raise ValueError(f"queries must have as many rows each, got { {n: len(m) for n, m in rows.items()} }")
         filters = filters if filters is not None else Filters()
         m = len(rows["shape"])
         if not m:
             return []
-        weighted = [name for name in VECTORS if weight[name] > 0]
+        weighted = [name for name in self.dims if weight[name] > 0]
         single = len(weighted) == 1
         jobs = [(name, row) for name in weighted for row in range(m)]
         # Payloads are read for the winners only, vectors (for one weight) for the head only: converting
@@ -449,7 +464,7 @@ class _Store:
             records = self._records([i for head in heads for i in head], with_vectors=True)
             candidates = [{i: records[i] for i in head if i in records} for head in heads]
         ranked = [
-            _rank(list(candidates[row].values()), {name: rows[name][row] for name in VECTORS}, weight, top_k)
+            _rank(list(candidates[row].values()), {name: rows[name][row] for name in self.dims}, weight, top_k)
             for row in range(m)
         ]
         if not single:
@@ -457,8 +472,13 @@ class _Store:
         # An offer deleted between the two reads is left out.
         return [
             [
-                Hit(id=i, score=score, offer=Offer.model_validate(records[i].payload), shape_score=s, color_score=c)
-                for i, score, s, c in hits
+                Hit(
+                    id=i,
+                    score=score,
+                    offer=Offer.model_validate(records[i].payload),
+                    **{f"{name}_score": cosine for name, cosine in cosines.items()},
+                )
+                for i, score, cosines in hits
                 if i in records
             ]
             for hits in ranked
@@ -473,7 +493,7 @@ class _Store:
         return StoredOffer(
             id=record.id,
             offer=Offer.model_validate(record.payload),
-            vectors={name: np.asarray(record.vectors[name], dtype=np.float32) for name in VECTORS},
+            vectors={name: np.asarray(record.vectors[name], dtype=np.float32) for name in self.dims},
         )
 
     def _nearest(
@@ -579,13 +599,13 @@ def _selective(filters: Filters) -> bool:
     return bool(_match_conditions(filters)) or _price_range(filters) is not None
 
 
-def _check_weights(weights: Mapping[str, float]) -> dict[VectorName, float]:
-    """`weights` for each of `VECTORS` (missing: 0), each in [0, 1] and not all 0."""
-    unknown = set(weights) - set(VECTORS)
+def _check_weights(weights: Mapping[str, float], vectors: tuple[VectorName, ...]) -> dict[VectorName, float]:
+    """`weights` for each of the store's `vectors` (missing: 0), each in [0, 1] and not all 0."""
+    unknown = set(weights) - set(vectors)
     if unknown:
-        raise ValueError(f"weights may only name {VECTORS}, got {sorted(unknown)}")
+        raise ValueError(f"weights may only name this store's vectors {vectors}, got {sorted(unknown)}")
     checked: dict[VectorName, float] = {}
-    for name in VECTORS:
+    for name in vectors:
         value = weights.get(name, 0.0)
         if not _is_number(value) or not 0.0 <= value <= 1.0:
             raise ValueError(f"weights[{name!r}] must be a number between 0 and 1, got {value!r}")
@@ -614,23 +634,31 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
 
 def _rank(
     points: Sequence[_Point], query: Mapping[VectorName, np.ndarray], weight: Mapping[VectorName, float], top_k: int
-) -> list[tuple[str, float, float, float]]:
-    """The `top_k` of `points` by the weighted mean of their cosines to `query`, best first, ties by id:
-    (id, fused score, shape cosine, colour cosine), the cosines of the normalised vectors in float64."""
+) -> list[tuple[str, float, dict[VectorName, float]]]:
+    """The `top_k` of `points` by the weighted mean of their cosines to `query` (one row per vector
+    name), best first, ties by id: (id, fused score, {name: cosine}), the cosines of the normalised
+    vectors in float64."""
     if not points:
         return []
-    cosines = {name: _unit([point.vectors[name] for point in points]) @ _unit(query[name]) for name in VECTORS}
-    fused = sum(weight[name] * cosines[name] for name in VECTORS) / sum(weight.values())
+    cosines = {name: _unit([point.vectors[name] for point in points]) @ _unit(query[name]) for name in query}
+    fused = sum(weight[name] * cosines[name] for name in query) / sum(weight.values())
     ids = np.array([point.id for point in points])
     best = np.lexsort((ids, -fused))[:top_k]
-    return [(points[i].id, float(fused[i]), float(cosines["shape"][i]), float(cosines["color"][i])) for i in best]
+    return [(points[i].id, float(fused[i]), {name: float(cosines[name][i]) for name in query}) for i in best]
 
 
 def _check_dims(dims: Dims) -> dict[VectorName, int]:
-    """`dims` as a plain dict with a positive size for each of `VECTORS`, and nothing else."""
-    if set(dims) != set(VECTORS) or not all(isinstance(dims[name], int) and dims[name] > 0 for name in VECTORS):
-        raise ValueError(f"dims must give a positive size for each of {VECTORS} and nothing else, got {dict(dims)}")
-    return {name: int(dims[name]) for name in VECTORS}
+    """`dims` as a plain dict in `VECTORS` order: a positive size for `shape` and `color`, optionally
+    for `detail`, and nothing else."""
+    known = set(REQUIRED_VECTORS) <= set(dims) <= set(VECTORS)
+    if not known or not all(
+        isinstance(size, int) and not isinstance(size, bool) and size > 0 for size in dims.values()
+    ):
+        raise ValueError(
+            f"dims must give a positive size for each of {REQUIRED_VECTORS}, optionally for detail, and nothing "
+            f"else, got {dict(dims)}"
+        )
+    return {name: int(dims[name]) for name in VECTORS if name in dims}
 
 
 def _describe_dims(dims: Dims) -> str:

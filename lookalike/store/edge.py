@@ -65,7 +65,6 @@ from lookalike.store import (
     PAYLOAD_INDEXES,
     QUANTIZATIONS,
     SCROLL_PAGE,
-    VECTORS,
     Dims,
     Filters,
     Quantization,
@@ -156,7 +155,7 @@ class EdgeStore(_Store):
             else SearchParams(hnsw_ef=hnsw_ef, quantization=QuantizationSearchParams(ignore=True))
         )
         self._exact_params = SearchParams(exact=True, quantization=QuantizationSearchParams(ignore=True))
-        vectors = {name: EdgeVectorParams(size=self.dims[name], distance=Distance.Cosine) for name in VECTORS}
+        vectors = {name: EdgeVectorParams(size=self.dims[name], distance=Distance.Cosine) for name in self.dims}
         if (self.path / _CONFIG_FILE).exists():
             # Only the vectors are given: Edge checks them against the segments and keeps every other
             # setting (HNSW, quantisation) as persisted, so opening never rewrites the store's config.
@@ -228,18 +227,21 @@ class EdgeStore(_Store):
         shape: np.ndarray,
         color: np.ndarray,
         *,
+        detail: np.ndarray | None = None,
         content_hashes: Sequence[str | None] | None = None,
     ) -> None:
-        shape, color = self._vectors(offers, shape, color)
+        vectors = self._vectors(offers, shape, color, detail)
         payloads = self._payloads(offers, content_hashes)
         shard = self._live()
         for start in range(0, len(offers), self.upsert_batch_size):
-            stop = start + self.upsert_batch_size
+            stop = min(start + self.upsert_batch_size, len(offers))
             points = [
-                Point(point_id(offer.shop, offer.offer_id), {"shape": s, "color": c}, payload)
-                for offer, s, c, payload in zip(
-                    offers[start:stop], shape[start:stop], color[start:stop], payloads[start:stop], strict=True
+                Point(
+                    point_id(offers[row].shop, offers[row].offer_id),
+                    {name: matrix[row] for name, matrix in vectors.items()},
+                    payloads[row],
                 )
+                for row in range(start, stop)
             ]
             shard.update(UpdateOperation.upsert_points(points))
 

@@ -27,7 +27,6 @@ from lookalike.store import (
     PAYLOAD_INDEXES,
     QUANTIZATIONS,
     SCROLL_PAGE,
-    VECTORS,
     Dims,
     Filters,
     Quantization,
@@ -148,7 +147,8 @@ class ServerStore(_Store):
             self.client.create_collection(
                 self.collection,
                 vectors_config={
-                    name: models.VectorParams(size=self.dims[name], distance=models.Distance.COSINE) for name in VECTORS
+                    name: models.VectorParams(size=self.dims[name], distance=models.Distance.COSINE)
+                    for name in self.dims
                 },
                 hnsw_config=models.HnswConfigDiff(
                     m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
@@ -163,7 +163,7 @@ class ServerStore(_Store):
         log.info("%s Qdrant collection %r (%d points)", action, self.collection, self.count())
 
     def _check_vectors(self, vectors) -> None:
-        expected = {name: (self.dims[name], models.Distance.COSINE) for name in VECTORS}
+        expected = {name: (self.dims[name], models.Distance.COSINE) for name in self.dims}
         found = (
             {name: (params.size, params.distance) for name, params in vectors.items()}
             if isinstance(vectors, dict)
@@ -187,17 +187,18 @@ class ServerStore(_Store):
         shape: np.ndarray,
         color: np.ndarray,
         *,
+        detail: np.ndarray | None = None,
         content_hashes: Sequence[str | None] | None = None,
     ) -> None:
-        shape, color = self._vectors(offers, shape, color)
+        vectors = self._vectors(offers, shape, color, detail)
         payloads = self._payloads(offers, content_hashes)
         points = (
             models.PointStruct(
                 id=point_id(offer.shop, offer.offer_id),
-                vector={"shape": s.tolist(), "color": c.tolist()},
+                vector={name: matrix[row].tolist() for name, matrix in vectors.items()},
                 payload=payload,
             )
-            for offer, s, c, payload in zip(offers, shape, color, payloads, strict=True)
+            for row, (offer, payload) in enumerate(zip(offers, payloads, strict=True))
         )
         self._live().upload_points(
             self.collection, points, batch_size=self.upsert_batch_size, max_retries=self.max_retries, wait=True

@@ -32,9 +32,9 @@ async function call(path, init = {}) {
   return body;
 }
 
-/** `{shape, color}` as forms and query strings take it: "shape:0.75,color:0.25". */
-export function weightsText({ shape, color }) {
-  return `shape:${shape},color:${color}`;
+/** `{shape, color[, detail]}` as forms and query strings take it: "shape:0.75,color:0.25". */
+export function weightsText({ shape, color, detail }) {
+  return `shape:${shape},color:${color}` + (detail ? `,detail:${detail}` : "");
 }
 
 /** Options (top_k, weights, filters) as text fields: multipart forms and query strings. Empty ones are left out. */

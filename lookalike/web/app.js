@@ -18,6 +18,7 @@ const view = {
   form: $("search"),
   facet: $("facet"),
   facetValue: $("facet-value"),
+  sameItem: $("same-item"),
   filters: $("filters"),
   filterCount: $("filter-count"),
   categoryFind: $("category-find"),
@@ -59,14 +60,18 @@ const state = {
   request: null, // AbortController of the search in flight
   timer: 0,
   previewUrl: null,
+  detailShare: 0, // the share "This very item first" gives the detail vector (the server's default)
 };
 
 // --- the controls -------------------------------------------------------------------------------
 
-/** The slider's t in 0..1: shape = 1 - t, colour = t. */
+/** The slider's t in 0..1 splits cut and colour (shape = 1 - t, colour = t) of what "This very item
+ * first" leaves: that box gives `detail` the server's default share (state.detailShare). */
 function weights() {
   const t = Number(view.facet.value) / 100;
-  return { shape: round(1 - t), color: round(t) };
+  const detail = view.sameItem.checked ? state.detailShare : 0;
+  const chosen = { shape: round((1 - detail) * (1 - t)), color: round((1 - detail) * t) };
+  return detail > 0 ? { ...chosen, detail: round(detail) } : chosen;
 }
 
 function round(value) {
@@ -74,8 +79,9 @@ function round(value) {
 }
 
 function describeFacet() {
-  const { shape, color } = weights();
-  const text = `cut ${Math.round(shape * 100)}% · colour and pattern ${Math.round(color * 100)}%`;
+  const { shape, color, detail = 0 } = weights();
+  const item = detail > 0 ? `this item ${Math.round(detail * 100)}% · ` : "";
+  const text = `${item}cut ${Math.round(shape * 100)}% · colour and pattern ${Math.round(color * 100)}%`;
   view.facetValue.value = text;
   view.facet.setAttribute("aria-valuetext", text);
 }
@@ -441,6 +447,10 @@ function wire() {
     });
   });
   view.facet.addEventListener("input", () => controlsChanged(DEBOUNCE_MS.slider));
+  view.sameItem.addEventListener("change", () => {
+    describeFacet();
+    controlsChanged(DEBOUNCE_MS.choice);
+  });
   for (const input of [view.minPrice, view.maxPrice, view.currency, view.shop]) {
     input.addEventListener("input", () => controlsChanged(DEBOUNCE_MS.typing));
     input.addEventListener("change", () => controlsChanged(DEBOUNCE_MS.choice));
@@ -466,8 +476,15 @@ async function start() {
     const total = (defaults?.shape ?? 0) + (defaults?.color ?? 0);
     if (total > 0) {
       view.facet.defaultValue = String(Math.round((20 * defaults.color) / total) * 5); // on the slider's 5% steps
-      describeFacet();
     }
+    const detail = defaults?.detail ?? 0;
+    if (detail > 0) {
+      // The server's embedder makes a detail vector: offer the box, on, with the default's share.
+      state.detailShare = detail / (total + detail);
+      view.sameItem.defaultChecked = view.sameItem.checked = true;
+      view.sameItem.closest("label").hidden = false;
+    }
+    describeFacet();
   }
   if (categories.status === "fulfilled") {
     state.categories = flattenCategories(categories.value.categories);

@@ -102,9 +102,10 @@ export function formatPrice(price, currency) {
 function scores(product) {
   const list = element("dl", { className: "scores" });
   for (const [name, value, hint] of [
-    ["score", product.score, "the ranking score: the weighted mean of shape and colour"],
+    ["score", product.score, "the ranking score: the weighted mean of the facets' similarities"],
     ["shape", product.shape_score, "similarity of the cut"],
     ["colour", product.color_score, "similarity of the colour and pattern"],
+    ...(product.detail_score == null ? [] : [["item", product.detail_score, "similarity of the details: the same item"]]),
   ]) {
     list.append(element("div", { title: hint }, element("dt", { textContent: name }), element("dd", { textContent: value.toFixed(2) })));
   }

@@ -126,6 +126,7 @@ def serve(
     """
     env = {
         **model_env,
+        "BENTOML_HOME": str(own_bentoml_home(model_env, workdir)),
         "LOOKALIKE_STORE_PATH": str(workdir / "store"),
         "LOOKALIKE_CATALOG_IMAGES_DIR": str(catalogue),
         **(settings or {}),
@@ -162,6 +163,16 @@ def serve(
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def own_bentoml_home(model_env: dict[str, str], workdir: Path) -> Path:
+    """A BENTOML_HOME for one server, sharing `model_env`'s models: `bentoml serve` empties its home's
+    Prometheus folder on start, so servers sharing a home lose each other's model-service metrics."""
+    home = workdir / "bentoml-home"
+    home.mkdir(exist_ok=True)
+    if not (home / "models").exists():
+        (home / "models").symlink_to(Path(model_env["BENTOML_HOME"]) / "models")
+    return home
 
 
 def wait_until_ready(

@@ -45,11 +45,12 @@ def main(catalogue: Path, shop: str) -> None:
             item.offer.model_copy(update={"price": price_of(i), "currency": currency_of(i), "color": color_of(i)})
             for i, item in enumerate(stored)
         ]
-        shape, color = np.stack([s.vectors["shape"] for s in stored]), np.stack([s.vectors["color"] for s in stored])
-        store.upsert(offers, shape, color)
+        vectors = {name: np.stack([s.vectors[name] for s in stored]) for name in card.dims}
+        store.upsert(offers, vectors["shape"], vectors["color"], detail=vectors.get("detail"))
         # A second, tiny shop for the tests that delete one.
         doomed = [offer.model_copy(update={"shop": DOOMED_SHOP}) for offer in offers[:DOOMED_OFFERS]]
-        store.upsert(doomed, shape[:DOOMED_OFFERS], color[:DOOMED_OFFERS])
+        head = {name: matrix[:DOOMED_OFFERS] for name, matrix in vectors.items()}
+        store.upsert(doomed, head["shape"], head["color"], detail=head.get("detail"))
 
 
 if __name__ == "__main__":

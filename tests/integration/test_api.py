@@ -397,3 +397,21 @@ def test_shops_are_listed_and_deleting_one_needs_a_write_key(server):
     assert DOOMED_SHOP not in shops and SHOP in shops
     response = as_json(server, {"image_url": "http://127.0.0.1:1/x.jpg", "shop": DOOMED_SHOP})
     assert_error(response, 400, "unknown_value", "shop")
+
+
+def test_the_detail_facet_finds_the_same_item(server, photo, embedder_card):
+    response = multipart(server, photo, top_k=5, weights="detail:1")
+    if "detail" not in embedder_card.dims:
+        assert_error(response, 400, "invalid_field", "weights.detail", "no detail vector")
+        return
+    assert response.status_code == 200, response.text
+    products = response.json()["items"][0]["products"]
+    assert products[0]["offer_id"] == QUERY  # the photo itself is in the catalogue
+    for product in products:
+        assert product["score"] == pytest.approx(product["detail_score"], abs=1e-6)
+    ranked = [product["detail_score"] for product in products]
+    assert ranked == sorted(ranked, reverse=True)
+    # Every search carries all three scores, whatever it weighs.
+    by_shape = multipart(server, photo, top_k=5, weights="shape:1,color:0").json()["items"][0]["products"]
+    assert all(isinstance(product["detail_score"], float) for product in by_shape)
+    assert_error(multipart(server, photo, weights="detail:2"), 422, "invalid_field", "weights.detail")

@@ -22,12 +22,13 @@ from loadtests.bench_indexer import ImageServer, jpeg, make_catalogue, write_yml
 from lookalike.modelcard import EmbedderCard
 from lookalike.store.edge import EdgeStore
 from lookalike.synthetic import write_catalogue
-from tests.conftest import ROOT, free_port, run_python
-from tests.integration.conftest import wait_until_ready
+from tests.conftest import ROOT, SHIPPED_EMBEDDER, free_port
+from tests.integration.conftest import own_bentoml_home, wait_until_ready
 
 pytestmark = pytest.mark.slow
 MAPPING = ROOT / "indexer" / "mappings" / "clothing.txt"
-DIMS = {"shape": 128, "color": 128}
+# The vectors the indexer writes: the shipped embedder's (the model store of `model_env` holds it).
+DIMS = EmbedderCard.model_validate_json(SHIPPED_EMBEDDER.with_suffix(".json").read_text(encoding="utf-8")).dims
 
 
 def indexer(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -59,22 +60,22 @@ def status(env: dict[str, str]) -> dict:
 
 
 def snapshot(store_path: Path, shop: str) -> dict[str, tuple]:
-    """Every offer of `shop`: (payload as an Offer, content hash, shape vector, colour vector)."""
+    """Every offer of `shop`: (payload as an Offer, content hash, then each vector in card order)."""
     with EdgeStore(store_path, dims=DIMS) as store:
         hashes = store.content_hashes(shop)
         stored = {offer_id: store.vectors_of(shop, offer_id) for offer_id in hashes}
     return {
-        offer_id: (item.offer, hashes[offer_id], item.vectors["shape"], item.vectors["color"])
+        offer_id: (item.offer, hashes[offer_id], *(item.vectors[name] for name in DIMS))
         for offer_id, item in stored.items()
     }
 
 
 def assert_same_index(found: dict[str, tuple], expected: dict[str, tuple]) -> None:
     assert sorted(found) == sorted(expected)
-    for offer_id, (offer, content_hash, shape, color) in expected.items():
+    for offer_id, (offer, content_hash, *vectors) in expected.items():
         assert found[offer_id][:2] == (offer, content_hash), offer_id
-        np.testing.assert_allclose(found[offer_id][2], shape, atol=1e-6)
-        np.testing.assert_allclose(found[offer_id][3], color, atol=1e-6)
+        for got, vector in zip(found[offer_id][2:], vectors, strict=True):
+            np.testing.assert_allclose(got, vector, atol=1e-6)
 
 
 def test_folder_catalogue_damaged_images_unmapped_report_and_rerun(env, tmp_path):
@@ -253,6 +254,7 @@ def model_services(model_env, tmp_path_factory):
     try:
         for name, target in (("embedder", "bentos.embedder:Embedder"), ("detector", "bentos.detector:Detector")):
             port = free_port()
+            (logs / name).mkdir()
             with open(logs / f"{name}.log", "w") as log:
                 processes.append(
                     subprocess.Popen(
@@ -266,7 +268,7 @@ def model_services(model_env, tmp_path_factory):
                             str(port),
                         ],
                         cwd=ROOT,
-                        env=model_env,
+                        env={**model_env, "BENTOML_HOME": str(own_bentoml_home(model_env, logs / name))},
                         stdout=log,
                         stderr=subprocess.STDOUT,
                     )
@@ -315,13 +317,6 @@ def test_the_remote_models_index_as_the_local_ones(env, tmp_path, model_services
 
     no_detector = indexer(["run", str(catalogue), "--shop", "x", "--embedder-url", model_services["embedder"]], remote)
     assert no_detector.returncode == 2 and "has no /detect API" in no_detector.stderr
-
-
-@pytest.fixture(scope="module")
-def embedder_card(model_env) -> EmbedderCard:
-    """The card of the embedder in `model_env`'s model store (shipped or provisional)."""
-    script = "import bentoml, json; print(json.dumps(bentoml.models.get('lookalike-embedder:latest').info.metadata))"
-    return EmbedderCard.from_metadata(json.loads(run_python(["-c", script], model_env).stdout))
 
 
 def test_the_npy_apis_answer_as_the_json_ones(model_services, embedder_card, detector_card, tmp_path):

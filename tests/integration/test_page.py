@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import shutil
 from collections.abc import Callable, Iterator
 from urllib.parse import quote, urlsplit
@@ -137,6 +138,21 @@ def is_item_search(request) -> bool:
     return request.method == "POST" and urlsplit(request.url).path == "/search/item"
 
 
+def page_weights(server: str, colour: float) -> dict[str, float]:
+    """The weights the page sends with the slider at `colour` (0..1) and "This very item first" as it
+    starts: on, with the default's detail share, when the server's default weighs `detail`."""
+    defaults = httpx.get(f"{server}/ui/config.json", timeout=10).json()["default_weights"]
+    total = defaults.get("shape", 0) + defaults.get("color", 0) + defaults.get("detail", 0)
+    detail = defaults.get("detail", 0) / total
+    weights = {"shape": js_round((1 - detail) * (1 - colour)), "color": js_round((1 - detail) * colour)}
+    return {**weights, "detail": js_round(detail)} if detail > 0 else weights
+
+
+def js_round(value: float) -> float:
+    """The page's rounding to 0.01 (Math.round: halves up, where Python's round() goes to even)."""
+    return math.floor(value * 100 + 0.5) / 100
+
+
 def test_items_facet_and_similar(trained_detector, open_page, photo_server, look):
     page = open_page(photo_server, DESKTOP)
     body = upload(page, look)
@@ -186,21 +202,22 @@ def test_items_facet_and_similar(trained_detector, open_page, photo_server, look
     assert request.post_data_json == {
         "query": body["items"][1]["query"],
         "top_k": TOP_K,
-        "weights": {"shape": 0, "color": 1},
+        "weights": page_weights(photo_server, 1.0),
     }
     by_colour = ids(request.response().json()["products"])
     wait_shown(page, by_colour)
     assert by_colour != before
-    assert "colour and pattern 100%" in page.inner_text("#facet-value")
+    colour_share = round(page_weights(photo_server, 1.0)["color"] * 100)
+    assert f"colour and pattern {colour_share}%" in page.inner_text("#facet-value")
     page.screenshot(path=ARTIFACTS / "desktop-colour.png", full_page=True)
     # Quick moves are debounced: fewer requests than moves (one, unless the machine stalls), the last
     # for where the slider stopped.
     item_searches = []
     page.on("request", lambda r: is_item_search(r) and item_searches.append(r))
-    with page.expect_request(lambda r: is_item_search(r) and r.post_data_json["weights"]["color"] == 0.75) as sent:
+    expected = page_weights(photo_server, 0.75)
+    with page.expect_request(lambda r: is_item_search(r) and r.post_data_json["weights"] == expected) as sent:
         for _ in range(5):
             page.keyboard.press("ArrowLeft")
-    assert sent.value.post_data_json["weights"] == {"shape": 0.25, "color": 0.75}
     wait_shown(page, ids(sent.value.response().json()["products"]))
     assert 1 <= len(item_searches) < 5 and item_searches[-1].post_data_json == sent.value.post_data_json
 
@@ -211,7 +228,8 @@ def test_items_facet_and_similar(trained_detector, open_page, photo_server, look
         product.locator("button.similar").click()
     url = urlsplit(answer.value.url)
     assert url.path == f"/products/{SHOP}/{quote(offer_id, safe='')}/similar"
-    assert "weights=shape%3A0.25%2Ccolor%3A0.75" in url.query and f"top_k={TOP_K}" in url.query
+    as_text = ",".join(f"{name}:{value:g}" for name, value in expected.items())
+    assert f"weights={quote(as_text, safe='')}" in url.query and f"top_k={TOP_K}" in url.query
     similar = answer.value.json()
     wait_shown(page, ids(similar["products"]))
     assert page.locator("#anchor .card").get_attribute("data-offer-id") == offer_id
@@ -270,11 +288,12 @@ def test_filters_search_again_without_the_photo(open_page, server, catalogue):
     with page.expect_request(is_item_search) as sent:
         page.fill("#max-price", "1500")
     defaults = httpx.get(f"{server}/ui/config.json", timeout=10).json()["default_weights"]
-    colour = round(20 * defaults["color"] / (defaults["shape"] + defaults["color"])) / 20  # the slider's 5% steps
+    split = defaults.get("shape", 0) + defaults.get("color", 0)
+    colour = round(20 * defaults.get("color", 0) / split) / 20 if split else 0.25  # the slider's 5% steps
     assert sent.value.post_data_json == {
         "query": query,
         "top_k": TOP_K,
-        "weights": {"shape": round(1 - colour, 2), "color": colour},
+        "weights": page_weights(server, colour),
         "max_price": 1500,
     }
     products = sent.value.response().json()["products"]

@@ -23,11 +23,12 @@ from PIL import Image
 from lookalike.detection import box_iou
 from lookalike.engines import OnnxEmbedder
 from lookalike.modelcard import EmbedderCard
+from lookalike.schemas import default_weights_for
 from lookalike.settings import Settings
 from tests.conftest import SHIPPED_DETECTOR, SHIPPED_EMBEDDER
 from tests.integration.conftest import serve
 from training.embedder.retrieval import cosine_similarity
-from training.embedder.robustness import VECTORS, served_scores
+from training.embedder.robustness import served_scores
 from training.embedder.served_data import Framer, QueryRenderer, catalogue_pixels, frame_queries
 from training.synth.colors import load_mask
 from training.synth.families import FAMILIES
@@ -60,7 +61,7 @@ def evaluated(trained_detector, photo_catalogue, tmp_path_factory):
     paths = sorted(photo_catalogue.rglob("*.jpg"))
     images = [Image.open(path).convert("RGB") for path in paths]
     outputs = embedder(catalogue_pixels(images, card.preset, framer))
-    vectors = {name: outputs[name] for name in VECTORS}
+    vectors = {name: outputs[name] for name in card.vector_names}
     offer_ids = [path.relative_to(photo_catalogue).with_suffix("").as_posix() for path in paths]
     masks = tmp_path_factory.mktemp("masks")
     photos = [Other(image, load_mask(masks, photo_catalogue, path, image=image)) for image, path in zip(images, paths)]
@@ -81,18 +82,18 @@ def test_search_returns_what_the_evaluation_ranks(shortlisted_server, evaluated,
     made = [render(int(position)) for position in positions]
     framings, _ = frame_queries(made, card.preset, framer)
     outputs = embedder(framings["served"])
-    queries = {name: outputs[name] for name in VECTORS}
+    queries = {name: outputs[name] for name in card.vector_names}
     served = Settings.model_construct(**SERVED)  # the defaults and SERVED, as the server reads them (no env)
     scores = served_scores(
         queries,
         catalogue,
         "served",
-        served.default_weights,
+        default_weights_for(card.vector_names, served.default_weights),
         top_k=TOP_K,
         shortlist=served.fusion_shortlist,
         oversampling=int(served.oversampling),
     )
-    cosines = {name: cosine_similarity(queries[name], catalogue[name]) for name in VECTORS}
+    cosines = {name: cosine_similarity(queries[name], catalogue[name]) for name in card.vector_names}
     for position, (query, row) in enumerate(zip(made, scores)):
         response = httpx.post(
             f"{shortlisted_server}/search",
@@ -105,7 +106,7 @@ def test_search_returns_what_the_evaluation_ranks(shortlisted_server, evaluated,
         expected = np.argsort(-row, kind="stable")[:TOP_K]
         assert [p["offer_id"] for p in item["products"]] == [offer_ids[i] for i in expected]
         np.testing.assert_allclose([p["score"] for p in item["products"]], row[expected], atol=2e-4)
-        for name in VECTORS:
+        for name in card.vector_names:
             found = [p[f"{name}_score"] for p in item["products"]]
             np.testing.assert_allclose(found, cosines[name][position, expected], atol=2e-4)
 

@@ -639,3 +639,58 @@ def test_offers_and_shops_are_deleted_and_counted(filled: VectorStore, catalog: 
     assert filled.count("beta") == 0 and filled.count() == N - per_shop - 2
     assert filled.distinct("shop") == ["alpha", "gamma"]
     assert filled.delete_shop("beta") == 0
+
+
+# --- the optional third vector: `detail` ----------------------------------------------------------
+
+DETAIL_DIM = 48
+DETAIL_DIMS: Dims = {**DIMS, "detail": DETAIL_DIM}
+
+
+def test_a_store_with_detail_upserts_fuses_and_reads_all_three(
+    backend: Backend, tmp_path: Path, catalog: Catalog
+) -> None:
+    detail = np.random.default_rng(5).standard_normal((N, DETAIL_DIM)).astype(np.float32)
+    with backend.open(tmp_path, dims=DETAIL_DIMS) as store:
+        with pytest.raises(ValueError, match="needs detail="):
+            store.upsert(catalog.offers, catalog.shape, catalog.color)
+        store.upsert(catalog.offers, catalog.shape, catalog.color, detail=detail)
+        assert key(store.search(detail[9], using="detail", top_k=1)[0].offer) == key(catalog.offers[9])
+        rows = [4, 77]
+        queries = {**fused_queries(catalog, rows), "detail": detail[rows] + 0.1}
+        weights = {"shape": 0.2, "color": 0.2, "detail": 0.6}
+        found = store.search_fused(queries, weights=weights, top_k=5, shortlist=N)
+        cosines = {
+            name: unit(matrix) @ unit(queries[name]).T
+            for name, matrix in (("shape", catalog.shape), ("color", catalog.color), ("detail", detail))
+        }
+        fused = sum(weights[name] * cosines[name] for name in weights)
+        for column, hits in enumerate(found):
+            best = np.lexsort((np.arange(N), -fused[:, column]))[:5]
+            assert [hit.offer.offer_id for hit in hits] == [catalog.offers[i].offer_id for i in best]
+            first = best[0]
+            assert hits[0].score == pytest.approx(fused[first, column], abs=1e-5)
+            assert hits[0].detail_score == pytest.approx(cosines["detail"][first, column], abs=1e-5)
+        stored = store.vectors_of(*key(catalog.offers[3]))
+        assert stored is not None and set(stored.vectors) == {"shape", "color", "detail"}
+        np.testing.assert_allclose(stored.vectors["detail"], unit(detail[3]), atol=1e-6)
+
+
+def test_detail_is_refused_where_the_store_has_none(filled: VectorStore, catalog: Catalog) -> None:
+    with pytest.raises(ValueError, match="holds no detail vector"):
+        filled.upsert(catalog.offers[:2], catalog.shape[:2], catalog.color[:2], detail=catalog.shape[:2])
+    with pytest.raises(ValueError, match="may only name this store's vectors"):
+        filled.search_fused(fused_queries(catalog, [1]), weights={"detail": 1.0})
+    with pytest.raises(ValueError, match="using must be one of"):
+        filled.search(catalog.shape[0], using="detail")
+
+
+def test_an_embedder_with_detail_does_not_open_a_store_without(
+    backend: Backend, tmp_path: Path, catalog: Catalog
+) -> None:
+    with backend.open(tmp_path, persistent=True) as store:
+        store.upsert(catalog.offers[:10], catalog.shape[:10], catalog.color[:10])
+    with pytest.raises(SchemaMismatchError, match="expects"):
+        backend.open(tmp_path, persistent=True, dims=DETAIL_DIMS)
+    with backend.open(tmp_path, persistent=True) as store:
+        assert store.count() == 10

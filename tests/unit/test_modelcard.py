@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -44,8 +45,12 @@ def test_embedder_card_reads_embedder_metadata():
 @pytest.mark.skipif(not SHIPPED_EMBEDDER.is_file(), reason="no shipped embedder in training/artifacts")
 def test_the_shipped_embedder_has_a_valid_card():
     card = read_card(SHIPPED_EMBEDDER)
-    assert isinstance(card, EmbedderCard) and card.dims == {"shape": 128, "color": 128}
+    assert isinstance(card, EmbedderCard) and card.dims == {"shape": 128, "color": 128, "detail": 256}
+    assert card.vector_names == ("shape", "color", "detail")  # the model service's column order
     assert card.preset.crop_size == 224
+    columns = card.split_columns(np.arange(2 * 512, dtype=np.float32).reshape(2, 512))
+    assert [block.shape for block in columns.values()] == [(2, 128), (2, 128), (2, 256)]
+    assert columns["detail"][0, 0] == 256
 
 
 def test_detector_card_types_what_consumers_read():

@@ -23,7 +23,7 @@ def test_rank_is_the_weighted_mean_of_the_normalised_cosines() -> None:
         (points[0].id, pytest.approx(1.0)),
         (points[1].id, pytest.approx(0.25 / np.sqrt(2))),
     ]
-    assert ranked[1][2:] == (pytest.approx(1 / np.sqrt(2)), pytest.approx(0.0))
+    assert ranked[1][2] == {"shape": pytest.approx(1 / np.sqrt(2)), "color": pytest.approx(0.0)}
     assert len(_rank(points, query, {"shape": 1.0, "color": 0.0}, top_k=1)) == 1
     assert _rank([], query, {"shape": 1.0, "color": 0.0}, top_k=3) == []
 
@@ -51,11 +51,29 @@ def test_rank_breaks_ties_by_point_id() -> None:
 )
 def test_bad_weights_are_refused(weights: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        _check_weights(weights)
+        _check_weights(weights, ("shape", "color"))
 
 
 def test_missing_weights_are_zero() -> None:
-    assert _check_weights({"color": np.float32(0.25)}) == {"shape": 0.0, "color": 0.25}
+    assert _check_weights({"color": np.float32(0.25)}, ("shape", "color")) == {"shape": 0.0, "color": 0.25}
+    assert _check_weights({"detail": 1}, ("shape", "color", "detail")) == {"shape": 0.0, "color": 0.0, "detail": 1.0}
+
+
+def test_weights_may_name_only_the_stores_vectors() -> None:
+    with pytest.raises(ValueError, match="may only name this store's vectors"):
+        _check_weights({"detail": 1.0}, ("shape", "color"))
+
+
+def test_rank_covers_every_vector_of_the_query() -> None:
+    points = [
+        _Point(point_id("shop", n), payload=ANY, vectors={"shape": s, "color": c, "detail": d})
+        for n, s, c, d in (("a", [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]), ("b", [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]))
+    ]
+    query = {"shape": np.array([1.0, 0.0]), "color": np.array([1.0, 0.0]), "detail": np.array([1.0, 0.0])}
+    ranked = _rank(points, query, {"shape": 0.25, "color": 0.25, "detail": 0.5}, top_k=2)
+    # a: 0.25 * 1 + 0.25 * 1 + 0.5 * 0 = 0.5; b: 0 + 0.25 + 0.5 = 0.75
+    assert [(i, score) for i, score, _ in ranked] == [(points[1].id, 0.75), (points[0].id, 0.5)]
+    assert ranked[0][2] == {"shape": 0.0, "color": 1.0, "detail": 1.0}
 
 
 def test_bad_filters_are_refused() -> None:

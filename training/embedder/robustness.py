@@ -43,6 +43,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from lookalike.schemas import default_weights_for
 from lookalike.settings import Settings
 from training.embedder.baselines import FeatureCache, build_baselines, pixel_digests
 from training.embedder.eval_data import ModelUnderTest, load_model, load_model_reference
@@ -66,7 +67,18 @@ TOP_K = 10
 OVERSAMPLING = int(Settings.model_fields["oversampling"].default)
 FUSION_SHORTLIST = Settings.model_fields["fusion_shortlist"].default
 DEFAULT_WEIGHTS: dict[str, float] = Settings.model_fields["default_weights"].default
-VECTORS = ("shape", "color")
+VECTORS = ("shape", "color", "detail")  # the vectors an embedder may make (`detail`: newer ones only)
+# With a detail vector, the Facets table also weighs it: every share of detail on a grid, the rest
+# split between shape and colour as the shape/colour rows split it.
+DETAIL_FACET_WEIGHTS = (
+    {"detail": 1.0},
+    {"shape": 0.25, "detail": 0.75},
+    {"shape": 0.125, "color": 0.125, "detail": 0.75},
+    {"color": 0.25, "detail": 0.75},
+    {"shape": 0.5, "detail": 0.5},
+    {"shape": 0.25, "color": 0.25, "detail": 0.5},
+    {"color": 0.5, "detail": 0.5},
+)
 SERVED = (
     f"the store's fused search with the default weights {facet_label(DEFAULT_WEIGHTS)}: each weighted vector's"
     f" 1-bit shortlist of {OVERSAMPLING} x {max(FUSION_SHORTLIST, TOP_K)} items rescored by its floats to its best"
@@ -136,6 +148,17 @@ def encode(name, function, cache_keys: dict[str, str], data: ServedData, cache: 
 
 def model_encoder(model: ModelUnderTest):
     return lambda pixels: {vector: rows for vector, rows in model.embedder(pixels).items() if vector in VECTORS}
+
+
+def vectors_of(model: ModelUnderTest) -> tuple[str, ...]:
+    """The searchable vectors `model` makes, in `VECTORS` order."""
+    return tuple(name for name in VECTORS if name in model.embedder.output_names)
+
+
+def served_weights(method: Encoded, weights: Mapping[str, float]) -> Mapping[str, float]:
+    """`weights` as the service would serve `method`: an embedder without a weighted vector gets
+    the weights it was served with (`lookalike.schemas.default_weights_for`)."""
+    return default_weights_for(tuple(method.catalogue), dict(weights)) if method.metric != "cosine" else weights
 
 
 def baseline_encoder(baseline):
@@ -208,7 +231,7 @@ def family_table(
         results[method.name] = {}
         for family in data.queries:
             queries = rows_of(method.queries[family]["served"], rows)
-            curve = recalls(queries, method.catalogue, method.metric, rows, weights)
+            curve = recalls(queries, method.catalogue, method.metric, rows, served_weights(method, weights))
             results[method.name][family] = FamilyResult(curve[0], curve[TOP_K - 1])
     return results
 
@@ -223,8 +246,10 @@ def mean_recall_at_1(results: dict[str, FamilyResult]) -> float:
 
 
 def facet_table(method: Encoded, data: ServedData) -> list[tuple[dict[str, float], dict[str, FamilyResult]]]:
-    """(weights, family -> FamilyResult as served with them) for each of FACET_WEIGHTS."""
-    return [(weights, family_table([method], data, weights=weights)[method.name]) for weights in FACET_WEIGHTS]
+    """(weights, family -> FamilyResult as served with them) for each of FACET_WEIGHTS, and of
+    DETAIL_FACET_WEIGHTS when the method has a detail vector."""
+    grid = FACET_WEIGHTS + (DETAIL_FACET_WEIGHTS if "detail" in method.catalogue else ())
+    return [(weights, family_table([method], data, weights=weights)[method.name]) for weights in grid]
 
 
 def facet_rank(facet: tuple[dict[str, float], dict[str, FamilyResult]]) -> tuple[float, float]:
@@ -241,12 +266,13 @@ def recommend(facets: list[tuple[dict[str, float], dict[str, FamilyResult]]]) ->
 def framing_rows(method: Encoded, data: ServedData) -> list[list]:
     """Per family: how often the searched item is the garment, and R@1 in each framing and without the 1-bit shortlist."""
     targets = np.arange(data.num_targets)
+    weights = served_weights(method, DEFAULT_WEIGHTS)
     rows = []
     for family in data.queries:
         cells = [family, float((data.found[family] >= FOUND_IOU).mean())]
         for framing in ("whole", "true_box", "served"):
-            cells.append(recalls(method.queries[family][framing], method.catalogue, method.metric, targets)[0])
-        cells.append(recalls(method.queries[family]["served"], method.catalogue, "float", targets)[0])
+            cells.append(recalls(method.queries[family][framing], method.catalogue, method.metric, targets, weights)[0])
+        cells.append(recalls(method.queries[family]["served"], method.catalogue, "float", targets, weights)[0])
         rows.append(cells)
     return rows
 
@@ -254,6 +280,7 @@ def framing_rows(method: Encoded, data: ServedData) -> list[list]:
 def size_curve(method: Encoded, data: ServedData, seed: int) -> dict[str, list[tuple[int, float]]]:
     """family -> (catalogue size, R@1 as served): targets always in; then train photos, then distractors."""
     rng = np.random.default_rng(seed)
+    weights = served_weights(method, DEFAULT_WEIGHTS)
     photos = np.arange(data.num_targets, data.num_photos)
     distractors = np.arange(data.num_photos, len(data.catalogue))
     order = np.concatenate([rng.permutation(photos), rng.permutation(distractors)])
@@ -265,7 +292,7 @@ def size_curve(method: Encoded, data: ServedData, seed: int) -> dict[str, list[t
         rows = np.concatenate([targets, order[: size - data.num_targets]])
         for family in data.queries:
             catalogue = rows_of(method.catalogue, rows)
-            recall = recalls(method.queries[family]["served"], catalogue, method.metric, targets)[0]
+            recall = recalls(method.queries[family]["served"], catalogue, method.metric, targets, weights)[0]
             curve[family].append((size, recall))
     return curve
 
@@ -397,7 +424,7 @@ def load_methods(args) -> tuple[list[tuple[str, object, dict[str, str], str]], M
     methods = []
     for model in models:
         digest = file_digest(model.embedder.path)
-        methods.append((model.name, model_encoder(model), {v: f"{v}-{digest}" for v in VECTORS}, "served"))
+        methods.append((model.name, model_encoder(model), {v: f"{v}-{digest}" for v in vectors_of(model)}, "served"))
     if args.imagenet:
         (baseline,) = build_baselines(["imagenet"], args.cache_dir or Path("var/eval-cache"))
         keys = {"shape": baseline.cache_key}
