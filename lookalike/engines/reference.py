@@ -15,6 +15,7 @@ storage's Casts) are evaluated once at load. Needs `torch` and `onnx` (the train
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -241,6 +242,9 @@ _ELEMENTWISE = {
     "Relu": lambda torch: torch.relu,
     "Sigmoid": lambda torch: torch.sigmoid,
     "Sqrt": lambda torch: torch.sqrt,
+    "Pow": lambda torch: torch.pow,
+    # ONNX's Max takes any number of inputs (the detail head's uses two).
+    "Max": lambda torch: lambda first, *rest: functools.reduce(torch.maximum, rest, first),
     "Identity": lambda torch: lambda x: x,
 }
 

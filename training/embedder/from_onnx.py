@@ -47,6 +47,7 @@ from torch import nn
 
 from lookalike.engines import OnnxEmbedder
 from lookalike.modelcard import read_card
+from training.embedder.detail import PREFIX as DETAIL_PREFIX
 from training.embedder.export import output_names
 from training.embedder.model import Embedder, EmbedderConfig
 from training.onnx_export import PixelInput
@@ -245,7 +246,8 @@ def load_onnx_weights(model: Embedder, onnx_path: Path) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state) - set(NOT_EXPORTED))
     unknown = sorted(set(state) - set(expected))
-    unused = constants.unused_weights()
+    # The detail head (`training.embedder.detail`) is fitted onto the exported graph, not trained: not the model's.
+    unused = [name for name in constants.unused_weights() if not name.startswith(DETAIL_PREFIX)]
     if missing or unknown or unused:
         raise ValueError(
             f"cannot map {onnx_path} onto the model: not in the graph {missing}, "
