@@ -99,9 +99,18 @@ _IMAGE_STATUS = {
 DECODES = DecodeGate.from_settings(get_settings())
 
 
+def served_vector_names() -> tuple[str, ...] | None:
+    """The vectors of the embedder in the model store (its card only, no model loaded); None without one."""
+    try:
+        metadata = bentoml.models.get(get_settings().embedder_model).info.metadata
+    except bentoml.exceptions.NotFound:
+        return None
+    return EmbedderCard.from_metadata(metadata).vector_names
+
+
 @bentoml.service(name="lookalike", workers=1, traffic={"timeout": 60})
 @bentoml.asgi_app(api, path="/")
-@bentoml.asgi_app(build_ui_app(get_settings()), path="/ui")
+@bentoml.asgi_app(build_ui_app(get_settings(), served_vector_names()), path="/ui")
 class Lookalike:
     embedder = bentoml.depends(Embedder)
     embedder_model = bentoml.models.BentoModel(get_settings().embedder_model)

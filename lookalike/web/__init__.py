@@ -20,6 +20,7 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from lookalike.schemas import default_weights_for
 from lookalike.settings import Settings
 
 HERE = Path(__file__).parent
@@ -49,11 +50,18 @@ async def _asset(request):
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=SECURITY_HEADERS)
 
 
-def build_ui_app(settings: Settings) -> Starlette:
+def build_ui_app(settings: Settings, vector_names: tuple[str, ...] | None = None) -> Starlette:
+    """The page's app; `vector_names`: the served embedder's vectors, so that the page starts at the
+    weights the API serves it with (`default_weights_for`); None: the setting as it is."""
+    defaults = (
+        settings.default_weights
+        if vector_names is None
+        else default_weights_for(vector_names, settings.default_weights)
+    )
     config = {
         "max_upload_bytes": settings.max_upload_bytes,
         "max_top_k": settings.max_top_k,
-        "default_weights": settings.default_weights,  # where the facet slider starts
+        "default_weights": defaults,  # where the facet slider starts
     }
 
     async def _config(request):
