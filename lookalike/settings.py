@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     )
     qdrant_api_key: SecretStr | None = Field(None, description="API key for `qdrant_url`.")
     collection: str = Field("offers", description="Collection (Qdrant server) holding the catalogue.")
+    qdrant_shards: int = Field(
+        1, ge=1, description="Shards of a new collection on a Qdrant cluster (points placed by id hash)."
+    )
+    qdrant_replicas: int = Field(1, ge=1, description="Copies of each shard of a new collection on a Qdrant cluster.")
     oversampling: float = Field(
         8.0, ge=1.0, description="Binary-quantisation oversampling before rescoring with full vectors."
     )

@@ -98,6 +98,8 @@ class ServerStore(_Store):
         rescore: bool = True,
         quantize_filtered: bool = False,
         quantization: Quantization = "binary",
+        shards: int = 1,
+        replicas: int = 1,
         upsert_batch_size: int = 256,
         max_retries: int = 3,
         optimize_timeout_s: float = 3600.0,
@@ -105,6 +107,9 @@ class ServerStore(_Store):
     ) -> None:
         _validate_settings(hnsw_ef, oversampling)
         self._codes = quantization_config(quantization)
+        if shards < 1 or replicas < 1:
+            raise ValueError(f"shards and replicas must be at least 1, got {shards} and {replicas}")
+        self.shards, self.replicas = shards, replicas
         self.client = client
         self.collection = collection
         self.dims = _check_dims(dims)
@@ -135,6 +140,8 @@ class ServerStore(_Store):
             hnsw_ef=settings.hnsw_ef,
             oversampling=settings.oversampling,
             quantization=settings.quantization,
+            shards=settings.qdrant_shards,
+            replicas=settings.qdrant_replicas,
         )
 
     def _ensure_collection(self) -> None:
@@ -144,8 +151,14 @@ class ServerStore(_Store):
             indexed = set(info.payload_schema)
             action = "opened"
         else:
+            # Points go to shards by the hash of their id (Qdrant's automatic sharding), not by shop:
+            # shops differ in size by orders of magnitude (one would make a hot shard), a search
+            # without a shop filter reaches every shard either way, and a shop filter is served by
+            # the payload index on each.
             self.client.create_collection(
                 self.collection,
+                shard_number=self.shards,
+                replication_factor=self.replicas,
                 vectors_config={
                     name: models.VectorParams(size=self.dims[name], distance=models.Distance.COSINE)
                     for name in self.dims

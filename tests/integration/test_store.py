@@ -367,13 +367,29 @@ def test_clear_keeps_the_schema(filled: VectorStore, catalog: Catalog) -> None:
 def test_open_store_follows_settings(url: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     opened: dict = {}
 
+    created: dict = {}
+
     def fake_client(**kwargs) -> QdrantClient:  # stands in for a server: records what it was given
         opened.update(kwargs)
-        return QdrantClient(":memory:")
+        client = QdrantClient(":memory:")
+        create = client.create_collection
+
+        def recording_create(name, **options):
+            created.update(options)
+            return create(name, **options)
+
+        client.create_collection = recording_create
+        return client
 
     monkeypatch.setattr("lookalike.store.server.QdrantClient", fake_client)
     settings = Settings(
-        _env_file=None, store_path=tmp_path / "store", qdrant_url=url, qdrant_api_key="secret", hnsw_ef=64
+        _env_file=None,
+        store_path=tmp_path / "store",
+        qdrant_url=url,
+        qdrant_api_key="secret",
+        hnsw_ef=64,
+        qdrant_shards=3,
+        qdrant_replicas=2,
     )
     with open_store(settings, dims=DIMS) as store:
         if url is None:
@@ -381,6 +397,7 @@ def test_open_store_follows_settings(url: str | None, tmp_path: Path, monkeypatc
         else:
             assert isinstance(store, ServerStore) and store.collection == settings.collection
             assert opened == {"url": url, "api_key": "secret"}
+            assert (created["shard_number"], created["replication_factor"]) == (3, 2)
         assert store.count() == 0
 
 
