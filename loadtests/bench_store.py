@@ -52,7 +52,17 @@ from tqdm import tqdm
 
 from lookalike.catalog import Offer
 from lookalike.settings import get_settings
-from lookalike.store import QUANTIZATIONS, Filters, Hit, Quantization, VectorName, _Point, _rank, point_id
+from lookalike.store import (
+    FULL_SCAN_THRESHOLD_KB,
+    QUANTIZATIONS,
+    Filters,
+    Hit,
+    Quantization,
+    VectorName,
+    _Point,
+    _rank,
+    point_id,
+)
 from lookalike.store.edge import EdgeStore
 
 log = logging.getLogger("bench_store")
@@ -330,6 +340,7 @@ def measure_quantization(quantization: Quantization, path: Path) -> dict:
             oversampling=options.pop("oversampling", oversampling),
             quantization=quantization,
             upsert_batch_size=args.batch_size,
+            full_scan_threshold_kb=args.full_scan_threshold_kb,
             **options,
         )
 
@@ -392,7 +403,8 @@ def quantization_report(args: argparse.Namespace, results: list[dict], clusters:
             f"queries, recall@{args.top_k} against numpy brute force over the float vectors, seed {args.seed}; "
             f"qdrant-edge-py {version('qdrant-edge-py')}, {os.cpu_count()} CPUs, load average "
             f"{os.getloadavg()[0]:.1f} when this was written. Latency: one `search()` call, payload included, "
-            f"after {WARMUP_QUERIES} warm-up queries. Filter: {share}. Store RSS: the process's resident "
+            f"after {WARMUP_QUERIES} warm-up queries. Filter: {share}; filtered searches scan the matching "
+            f"points below {args.full_scan_threshold_kb:,} KB of vectors. Store RSS: the process's resident "
             "memory after the searches less before opening the store."
         ),
         "",
@@ -502,6 +514,7 @@ def main(args: argparse.Namespace) -> str:
             oversampling=options.pop("oversampling", oversampling),
             upsert_batch_size=args.batch_size,
             indexing_threshold_kb=args.indexing_threshold_kb,
+            full_scan_threshold_kb=args.full_scan_threshold_kb,
             **options,
         )
 
@@ -642,6 +655,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--oversampling", type=float, default=None, help="default: settings.oversampling")
     parser.add_argument(
         "--indexing-threshold-kb", type=int, default=None, help="HNSW threshold (default Qdrant's, ~20K points)"
+    )
+    parser.add_argument(
+        "--full-scan-threshold-kb",
+        type=int,
+        default=FULL_SCAN_THRESHOLD_KB,
+        help="vectors (KB) below which a filtered search scans the matching points (default: the store's)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

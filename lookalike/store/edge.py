@@ -124,8 +124,10 @@ class EdgeStore(_Store):
     codes, unless `quantize_filtered`: a selective filter makes Qdrant scan the matching points, and
     ranking those by 1-bit codes before rescoring lost up to a third of the true top 10 (recall@10
     0.66-0.82 for filters on 1-14% of 100K points; 1.0 without the codes, for 0-1 ms more per query).
-    `quantization` and `indexing_threshold_kb` are used only when the store is created; the latter
-    lowers Qdrant's threshold for building HNSW, so tests can exercise it.
+    `quantization`, `indexing_threshold_kb` and `full_scan_threshold_kb` are used only when the store
+    is created; `indexing_threshold_kb` lowers Qdrant's threshold for building HNSW, so tests can
+    exercise it; `full_scan_threshold_kb` is the vector size below which a filtered search scans the
+    matching points instead of walking HNSW (`FULL_SCAN_THRESHOLD_KB`).
     """
 
     def __init__(
@@ -140,6 +142,7 @@ class EdgeStore(_Store):
         quantization: Quantization = "binary",
         upsert_batch_size: int = 1000,
         indexing_threshold_kb: int | None = None,
+        full_scan_threshold_kb: int = FULL_SCAN_THRESHOLD_KB,
     ) -> None:
         _validate_settings(hnsw_ef, oversampling)
         codes = quantization_config(quantization)
@@ -166,7 +169,7 @@ class EdgeStore(_Store):
             config = EdgeConfig(
                 vectors=vectors,
                 hnsw_config=HnswIndexConfig(
-                    m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+                    m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=full_scan_threshold_kb
                 ),
                 quantization_config=codes,
                 optimizers=EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb)
